@@ -1,0 +1,228 @@
+"""Read otel-ext's settings from the environment without ever failing.
+
+Every bad value becomes one readable problem (variable, value, accepted form,
+what is used instead); the app always starts, on defaults where needed.
+``otel-ext check`` prints the same problems and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_TRACES_SAMPLER,
+    OTEL_TRACES_SAMPLER_ARG,
+)
+
+from otel_ext.environment_variables import (
+    OTEL_EXT_MAX_OPERATIONS,
+    OTEL_EXT_MONITOR_HOST,
+    OTEL_EXT_MONITOR_PORT,
+    OTEL_EXT_RECORD_UNSAMPLED,
+    OTEL_EXT_SLOW_THRESHOLD_MS,
+    OTEL_EXT_SLOW_THRESHOLDS,
+    OTEL_EXT_SPANS_FILE,
+    OTEL_EXT_STATS_WINDOWS,
+)
+from processors import DEFAULT_SLOW_THRESHOLD_MS, DEFAULT_WINDOWS_S, ThresholdRules
+
+__all__ = [
+    "RATIO_SAMPLERS",
+    "Settings",
+    "check_standard_variables",
+    "parse_window",
+    "read_settings",
+    "sampler_ratio",
+    "window_label",
+]
+
+T = TypeVar("T")
+
+RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600}
+_MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    """otel-ext's own settings, after validation."""
+
+    slow_threshold_ms: float = DEFAULT_SLOW_THRESHOLD_MS
+    slow_thresholds: tuple[tuple[str, float], ...] = ()
+    windows_s: tuple[int, ...] = DEFAULT_WINDOWS_S
+    max_operations: int = 500
+    monitor_ports: tuple[int, int] | None = None
+    monitor_host: str = "127.0.0.1"
+    record_unsampled: bool = True
+    spans_file: str | None = None
+
+    def threshold_rules(self) -> ThresholdRules:
+        return ThresholdRules(self.slow_threshold_ms, self.slow_thresholds)
+
+
+def parse_milliseconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError
+    return value
+
+
+def parse_thresholds(text: str) -> tuple[tuple[str, float], ...]:
+    rules = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        pattern, separator, milliseconds = entry.rpartition("=")
+        if not separator or not pattern.strip():
+            raise ValueError(f"entry {entry!r} has no pattern=ms form")
+        try:
+            rules.append((pattern.strip(), parse_milliseconds(milliseconds.strip())))
+        except ValueError:
+            raise ValueError(f"entry {entry!r} needs a number of milliseconds >= 0") from None
+    return tuple(rules)
+
+
+def parse_window(text: str) -> int:
+    """``"90s"``, ``"5m"``, ``"1h"`` → seconds; raises ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smh])\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h")
+    seconds = int(match[1]) * _WINDOW_UNITS[match[2]]
+    if not _MIN_WINDOW_S <= seconds <= _MAX_WINDOW_S:
+        raise ValueError(f"{text!r} is outside 6s..24h")
+    return seconds
+
+
+def window_label(seconds: int) -> str:
+    """Shortest exact label: 3600 → ``"1h"``, 90 → ``"90s"``."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_windows(text: str) -> tuple[int, ...]:
+    windows = tuple(sorted({parse_window(part) for part in text.split(",") if part.strip()}))
+    if not windows:
+        raise ValueError("no window given")
+    return windows
+
+
+def parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def parse_ports(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    if not match:
+        raise ValueError
+    first, last = int(match[1]), int(match[2] or match[1])
+    if not 1 <= first <= last <= 65535:
+        raise ValueError
+    return first, last
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError
+    return lowered == "true"
+
+
+def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+    """Settings from ``environ`` plus one message per bad value (defaults used)."""
+    problems: list[str] = []
+    defaults = Settings()
+
+    def read(name: str, parse: Callable[[str], T], default: T, accepted: str) -> T:
+        raw = environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError) as error:
+            detail = f" ({error})" if str(error) else ""
+            problems.append(f"{name}={raw!r} is invalid{detail}: expected {accepted}; using the default")
+            return default
+
+    settings = Settings(
+        slow_threshold_ms=read(
+            OTEL_EXT_SLOW_THRESHOLD_MS, parse_milliseconds, defaults.slow_threshold_ms, "a number of ms >= 0, e.g. 1000"
+        ),
+        slow_thresholds=read(
+            OTEL_EXT_SLOW_THRESHOLDS, parse_thresholds, defaults.slow_thresholds, "pattern=ms pairs, e.g. 'GET /search*=300,db.*=50'"
+        ),
+        windows_s=read(OTEL_EXT_STATS_WINDOWS, parse_windows, defaults.windows_s, "durations 6s..24h, e.g. '1m,5m,15m,1h'"),
+        max_operations=read(OTEL_EXT_MAX_OPERATIONS, parse_positive_int, defaults.max_operations, "a whole number >= 1, e.g. 500"),
+        monitor_ports=read(OTEL_EXT_MONITOR_PORT, parse_ports, defaults.monitor_ports, "a port 1-65535 or a range, e.g. 9470 or 9470-9479"),
+        monitor_host=read(OTEL_EXT_MONITOR_HOST, str.strip, defaults.monitor_host, "an address, e.g. 127.0.0.1"),
+        record_unsampled=read(OTEL_EXT_RECORD_UNSAMPLED, parse_bool, defaults.record_unsampled, "true or false"),
+        spans_file=read(OTEL_EXT_SPANS_FILE, str.strip, defaults.spans_file, "a file path"),
+    )
+    return settings, problems
+
+
+def sampler_ratio(environ: Mapping[str, str]) -> tuple[float | None, str | None]:
+    """The ratio for a ratio sampler, or ``(None, problem)`` if the argument is unusable.
+
+    The SDK crashes provider construction on an out-of-range ratio and hides
+    the bad value on a non-numeric one (open-telemetry/opentelemetry-python#5594).
+    """
+    raw = environ.get(OTEL_TRACES_SAMPLER_ARG)
+    try:
+        ratio = float(raw) if raw is not None else 1.0
+    except ValueError:
+        ratio = math.nan
+    if 0.0 <= ratio <= 1.0:
+        return ratio, None
+    return None, (
+        f"{OTEL_TRACES_SAMPLER_ARG}={raw!r} is invalid: expected a probability between 0 and 1, "
+        "e.g. 0.25; sampling every trace (ratio 1.0)"
+    )
+
+
+def _entries_without_value(raw: str) -> list[str]:
+    return [entry.strip() for entry in raw.split(",") if entry.strip() and "=" not in entry]
+
+
+def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
+    """Problems in standard OTEL_* variables that the SDK would only half-report.
+
+    Header values are never repeated: they often hold credentials.
+    """
+    problems = []
+    if environ.get(OTEL_TRACES_SAMPLER, "").strip().lower() in RATIO_SAMPLERS:
+        problem = sampler_ratio(environ)[1]
+        if problem:
+            problems.append(problem)
+    for entry in _entries_without_value(environ.get(OTEL_RESOURCE_ATTRIBUTES, "")):
+        problems.append(f"{OTEL_RESOURCE_ATTRIBUTES}: entry {entry!r} has no key=value form; it is skipped")
+    for name in (OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_METRICS_HEADERS):
+        for entry in _entries_without_value(environ.get(name, "")):
+            problems.append(f"{name}: an entry of {len(entry)} characters has no key=value form; it is skipped")
+    for name in (OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL):
+        raw = environ.get(name)
+        if raw is not None and raw.strip() not in _PROTOCOLS:
+            problems.append(f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}")
+    endpoint = environ.get(OTEL_EXPORTER_OTLP_ENDPOINT, "").rstrip("/")
+    if re.search(r"/v1/(traces|metrics|logs)$", endpoint):
+        problems.append(
+            f"{OTEL_EXPORTER_OTLP_ENDPOINT}={endpoint!r} ends in a signal path; the SDK appends "
+            "/v1/traces and /v1/metrics to it, so data goes to a doubled path: set the base URL "
+            f"(e.g. {endpoint.rsplit('/v1/', 1)[0]!r}) or use OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        )
+    return problems

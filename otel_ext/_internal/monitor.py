@@ -1,0 +1,174 @@
+"""The local monitor endpoint: per-operation statistics as JSON.
+
+``GET /monitoring/performance?window=5m&operation=GET%20/books*&kind=server``
+
+Served by a stdlib HTTP server on a daemon thread, bound to 127.0.0.1 unless
+told otherwise. Bad query parameters get a 400 with a message, never a stack
+trace. In a forked child (pre-fork servers) the inherited socket belongs to
+the parent, so the child tries the next free port of the configured range and
+otherwise logs that its statistics are not served.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import weakref
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from opentelemetry.trace import SpanKind
+
+from otel_ext._internal.config import parse_window, window_label
+from processors import OperationStatsStore
+from processors._internal.errors import report_once
+
+__all__ = ["MonitorServer", "PERFORMANCE_PATH", "QueryError", "performance_report"]
+
+_logger = logging.getLogger("otel_ext.monitor")
+
+PERFORMANCE_PATH = "/monitoring/performance"
+_KINDS = {kind.name.lower(): kind for kind in SpanKind}
+_PARAMETERS = ("window", "operation", "kind")
+
+
+class QueryError(ValueError):
+    """A query parameter the endpoint cannot answer; its text goes to the client."""
+
+
+def performance_report(store: OperationStatsStore, query: str) -> dict[str, object]:
+    """The JSON document for ``/monitoring/performance?<query>``; raises QueryError."""
+    parameters = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(parameters) - set(_PARAMETERS))
+    if unknown:
+        raise QueryError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(_PARAMETERS)}")
+    repeated = sorted(name for name, values in parameters.items() if len(values) > 1)
+    if repeated:
+        raise QueryError(f"parameter(s) given more than once: {', '.join(repeated)}")
+    values = {name: found[0] for name, found in parameters.items()}
+    accepted_windows = ", ".join(window_label(window) for window in store.windows_s)
+
+    window_s = store.windows_s[0]
+    if "window" in values:
+        try:
+            window_s = parse_window(values["window"])
+        except ValueError as error:
+            raise QueryError(f"window: {error}; accepted: {accepted_windows}") from None
+        if window_s not in store.windows_s:
+            raise QueryError(f"window {values['window']!r} is not kept; accepted: {accepted_windows}")
+
+    operation = values.get("operation")
+    if operation is not None and not operation.strip():
+        raise QueryError("operation is empty; give a span name or a glob such as 'GET /books*'")
+
+    kind = None
+    if "kind" in values:
+        kind = _KINDS.get(values["kind"].strip().lower())
+        if kind is None:
+            raise QueryError(f"kind {values['kind']!r} is unknown; accepted: {', '.join(_KINDS)}")
+
+    operations = store.snapshot(window_s, operation, kind)
+    return {
+        "window": window_label(window_s),
+        "window_seconds": window_s,
+        "operations": [stats.as_dict() for stats in operations],
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _MonitorHTTPServer
+    server_version = "otel-ext-monitor"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        try:
+            url = urlsplit(self.path)
+            if url.path.rstrip("/") != PERFORMANCE_PATH:
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no such page; try {PERFORMANCE_PATH}?window=5m"})
+                return
+            self._send(HTTPStatus.OK, performance_report(self.server.store, url.query))
+        except QueryError as error:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+        except Exception as error:  # noqa: BLE001 - never a stack trace to the client
+            report_once(_logger, "monitor request", error)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error; see the app's log"})
+
+    def _send(self, status: HTTPStatus, document: dict[str, object]) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
+        """Requests to the monitor stay out of the app's logs."""
+
+
+class _MonitorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], store: OperationStatsStore) -> None:
+        self.store = store
+        super().__init__(address, _Handler)
+
+
+class MonitorServer:
+    """Serves one store's statistics on the first free port of a range.
+
+    Threading contract: ``start`` and ``stop`` from any thread; requests are
+    served on daemon threads, so the monitor never delays interpreter exit.
+    """
+
+    def __init__(self, store: OperationStatsStore, host: str, ports: tuple[int, int]) -> None:
+        self.store = store
+        self.host = host
+        self.ports = ports
+        self._server: _MonitorHTTPServer | None = None
+        if hasattr(os, "register_at_fork"):
+            restart = weakref.WeakMethod(self._restart_in_child)
+            os.register_at_fork(after_in_child=lambda: (method := restart()) is not None and method())
+
+    @property
+    def url(self) -> str | None:
+        if self._server is None:
+            return None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{PERFORMANCE_PATH}"
+
+    def start(self) -> bool:
+        """Bind and serve; logs and returns False when every port is taken."""
+        first, last = self.ports
+        for port in range(first, last + 1):
+            try:
+                self._server = _MonitorHTTPServer((self.host, port), self.store)
+            except OSError:
+                continue
+            threading.Thread(target=self._server.serve_forever, name="otel-ext-monitor", daemon=True).start()
+            _logger.info("otel-ext: monitor at %s (pid %d)", self.url, os.getpid())
+            return True
+        taken = str(first) if first == last else f"{first}-{last}"
+        _logger.warning(
+            "otel-ext: monitor port %s on %s is in use (pid %d); this process's statistics are not served "
+            "(give OTEL_EXT_MONITOR_PORT a range, e.g. 9470-9479, to serve every worker of a pre-fork server)",
+            taken,
+            self.host,
+            os.getpid(),
+        )
+        return False
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def _restart_in_child(self) -> None:
+        """The inherited socket is the parent's: close our copy and bind our own."""
+        if self._server is None:
+            return
+        self._server.socket.close()
+        self._server = None
+        threading.Thread(target=self.start, name="otel-ext-monitor-start", daemon=True).start()

@@ -1,0 +1,198 @@
+"""Build the SDK pipeline with otel-ext's processors in it, once per process.
+
+Both entry points end here: the ``opentelemetry-instrument`` configurator and
+``otel_ext.configure()`` in app code. Standard ``OTEL_*`` variables are honoured
+exactly as the SDK's own configurator does (resource, sampler, id generator,
+exporters by name); otel-ext adds its processors, isolates processor failures
+and tags slow spans on their way to the exporters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.sdk._configuration import (
+    _get_exporter_names,
+    _get_id_generator,
+    _import_exporters,
+    _import_id_generator,
+    _import_sampler,
+    _init_logging,
+    _init_metrics,
+)
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED, OTEL_TRACES_SAMPLER
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    DEFAULT_ON,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
+
+from otel_ext._internal.config import (
+    RATIO_SAMPLERS,
+    Settings,
+    check_standard_variables,
+    read_settings,
+    sampler_ratio,
+)
+from otel_ext._internal.monitor import MonitorServer
+from processors import (
+    IsolatingSpanProcessor,
+    OperationStatsProcessor,
+    OperationStatsStore,
+    RecordUnsampledSampler,
+    SpanPipelineExporter,
+    refresh_process_pid,
+    tag_slow_spans,
+)
+
+__all__ = ["OtelExt", "configure"]
+
+_logger = logging.getLogger("otel_ext")
+
+_FILE_EXPORTER = "otlp_json_file"
+
+
+@dataclass
+class OtelExt:
+    """What ``configure()`` set up: the statistics store, the monitor, the providers.
+
+    ``shutdown()`` and ``force_flush()`` act on the providers otel-ext created;
+    the SDK also shuts them down at interpreter exit.
+    """
+
+    settings: Settings
+    store: OperationStatsStore | None = None
+    tracer_provider: TracerProvider | None = None
+    monitor: MonitorServer | None = None
+    owns_provider: bool = False
+    _reuse_logged: bool = field(default=False, repr=False)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if self.tracer_provider is None:
+            return True
+        return self.tracer_provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.owns_provider and self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+
+
+_configure_lock = threading.Lock()
+_active: OtelExt | None = None
+
+
+def configure(**resource_attributes: object) -> OtelExt:
+    """Set up tracing with otel-ext from the environment; later calls reuse it.
+
+    Idempotent on purpose: under ``opentelemetry-instrument`` the configurator
+    has already run, and a second pipeline would export every span twice.
+    Never raises: a failure is logged and tracing stays as it was.
+    """
+    global _active
+    with _configure_lock:
+        if _active is not None:
+            if not _active._reuse_logged:
+                _active._reuse_logged = True
+                _logger.info("otel-ext: already configured in this process; reusing that setup")
+            return _active
+        settings, problems = read_settings(os.environ)
+        for problem in problems + check_standard_variables(os.environ):
+            _logger.warning("otel-ext: %s", problem)
+        try:
+            _active = _build(settings, dict(resource_attributes))
+        except Exception:  # noqa: BLE001 - a broken setup must not stop the app
+            _logger.exception("otel-ext: setup failed; the app runs without otel-ext")
+            _active = OtelExt(settings)
+        return _active
+
+
+def _build(settings: Settings, resource_attributes: dict[str, object]) -> OtelExt:
+    if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
+        _logger.info("otel-ext: %s=true; nothing is set up", OTEL_SDK_DISABLED)
+        return OtelExt(settings)
+    store = OperationStatsStore(settings.threshold_rules(), settings.windows_s, settings.max_operations)
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        existing.add_span_processor(OperationStatsProcessor(store))
+        _logger.warning(
+            "otel-ext: a TracerProvider was already set up by other code; otel-ext adds its statistics to it, "
+            "but spans exported through that provider's own exporters carry no otel_ext.slow tags "
+            "(see README: 'When another distro is installed')"
+        )
+        return OtelExt(settings, store, existing, _start_monitor(settings, store))
+
+    resource = _resource(resource_attributes)
+    span_exporters, metric_exporters, log_exporters = _import_exporters(
+        _get_exporter_names("traces"), _get_exporter_names("metrics"), _get_exporter_names("logs")
+    )
+    provider = TracerProvider(
+        sampler=_sampler(settings),
+        resource=resource,
+        id_generator=_import_id_generator(_get_id_generator()),
+        active_span_processor=IsolatingSpanProcessor(),
+    )
+    provider.add_span_processor(OperationStatsProcessor(store))
+    steps = (tag_slow_spans(store.rules), refresh_process_pid())
+    for name, exporter_class in span_exporters.items():
+        exporter = exporter_class(**_exporter_args(name, settings))
+        provider.add_span_processor(BatchSpanProcessor(SpanPipelineExporter(exporter, steps)))
+    trace.set_tracer_provider(provider)
+    _init_metrics(metric_exporters, resource)
+    if log_exporters:
+        _init_logging(log_exporters, resource, setup_logging_handler=False)
+    return OtelExt(settings, store, provider, _start_monitor(settings, store), owns_provider=True)
+
+
+def _exporter_args(name: str, settings: Settings) -> Mapping[str, object]:
+    if name == _FILE_EXPORTER and settings.spans_file:
+        return {"path": settings.spans_file}
+    return {}
+
+
+def _resource(attributes: dict[str, object]) -> Resource:
+    """The SDK's resource (env variables win as the spec says) plus ``process.pid``.
+
+    ``process.pid`` lets a forked worker's spans be told from its parent's.
+    An unset service name becomes ``unknown_service:<executable>`` as the
+    specification asks, never an empty or bare value.
+    """
+    resource = Resource.create({"process.pid": os.getpid(), **attributes})  # type: ignore[dict-item]
+    if resource.attributes.get(SERVICE_NAME) in (None, "", "unknown_service"):
+        executable = os.path.basename(sys.executable) or "python"
+        resource = resource.merge(Resource({SERVICE_NAME: f"unknown_service:{executable}"}))
+    return resource
+
+
+def _sampler(settings: Settings) -> Sampler:
+    """The standard sampler from the environment, never crashing on a bad argument."""
+    name = os.environ.get(OTEL_TRACES_SAMPLER, "").strip().lower()
+    sampler: Sampler | None
+    if name in RATIO_SAMPLERS:
+        ratio = sampler_ratio(os.environ)[0]
+        ratio = 1.0 if ratio is None else ratio
+        sampler = TraceIdRatioBased(ratio) if name == "traceidratio" else ParentBasedTraceIdRatio(ratio)
+    else:
+        sampler = _import_sampler(name) if name else None
+    sampler = sampler or DEFAULT_ON
+    return RecordUnsampledSampler(sampler) if settings.record_unsampled else sampler
+
+
+def _start_monitor(settings: Settings, store: OperationStatsStore) -> MonitorServer | None:
+    if settings.monitor_ports is None:
+        return None
+    monitor = MonitorServer(store, settings.monitor_host, settings.monitor_ports)
+    monitor.start()
+    return monitor
+

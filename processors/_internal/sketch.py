@@ -1,0 +1,134 @@
+"""A log-bucketed latency histogram with a guaranteed relative error.
+
+Percentiles over sliding windows must be within 1 % of the exact value for any
+distribution while memory stays independent of the number of samples. Buckets
+whose bounds grow geometrically (the DDSketch idea) give exactly that: every
+value in bucket ``i`` lies in ``(gamma**(i-1), gamma**i]``, so the bucket's
+representative value is within ``relative_accuracy`` of each of them.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+__all__ = ["LogHistogram", "nearest_rank"]
+
+DEFAULT_RELATIVE_ACCURACY = 0.005
+DEFAULT_MAX_BUCKETS = 4096
+
+
+def _zeros(length: int) -> array:
+    return array("I", [0]) * length
+
+
+def nearest_rank(count: int, quantile: float) -> int:
+    """1-based rank of the ``quantile`` sample among ``count`` sorted samples.
+
+    The nearest-rank definition always answers with a value that was really
+    observed, which is what "p99 latency" means to an operator.
+    """
+    return min(count, max(1, math.ceil(quantile * count - 1e-9)))
+
+
+class LogHistogram:
+    """Counts of non-negative values in geometric buckets; not thread-safe.
+
+    Callers serialise access (the stats store holds its lock while adding).
+    Buckets live in a dense ``array`` offset by the lowest index seen, so a
+    histogram costs 8 bytes per bucket between its smallest and largest value.
+    When more than ``max_buckets`` would be needed, the lowest buckets are
+    folded together: only the low percentiles of extremely wide distributions
+    lose accuracy, and memory stays bounded.
+    """
+
+    __slots__ = ("_gamma", "_inv_log_gamma", "_max_buckets", "_offset", "_counts", "zero_count", "count", "min", "max")
+
+    def __init__(
+        self, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY, max_buckets: int = DEFAULT_MAX_BUCKETS
+    ) -> None:
+        if not 0.0 < relative_accuracy < 1.0:
+            raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
+        self._gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
+        self._inv_log_gamma = 1.0 / math.log(self._gamma)
+        self._max_buckets = max_buckets
+        self._offset = 0
+        self._counts = array("I")
+        self.zero_count = 0
+        self.count = 0
+        self.min = math.inf
+        self.max = 0.0
+
+    def bucket_index(self, value: float) -> int:
+        """Index of the bucket holding ``value`` (> 0)."""
+        return math.ceil(math.log(value) * self._inv_log_gamma)
+
+    def add(self, value: float) -> None:
+        """Record one value; values <= 0 count as exact zeros."""
+        self.count += 1
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        if value <= 0:
+            self.zero_count += 1
+            return
+        self._increment(self.bucket_index(value), 1)
+
+    def merge(self, other: LogHistogram) -> None:
+        """Add ``other``'s counts into this histogram (same accuracy assumed)."""
+        if other.count == 0:
+            return
+        self.count += other.count
+        self.zero_count += other.zero_count
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        for position, bucket_count in enumerate(other._counts):
+            if bucket_count:
+                self._increment(other._offset + position, bucket_count)
+
+    def quantile(self, quantile: float) -> float | None:
+        """The nearest-rank ``quantile`` (0..1), or None when empty."""
+        if self.count == 0:
+            return None
+        rank = nearest_rank(self.count, quantile)
+        if rank <= self.zero_count:
+            return 0.0
+        seen = self.zero_count
+        for position, bucket_count in enumerate(self._counts):
+            seen += bucket_count
+            if seen >= rank:
+                estimate = 2.0 * self._gamma ** (self._offset + position) / (self._gamma + 1.0)
+                # The true value lies within [min, max]; clamping only ever moves towards it.
+                return min(max(estimate, self.min), self.max)
+        return self.max
+
+    def _increment(self, index: int, amount: int) -> None:
+        counts = self._counts
+        if not counts:
+            self._offset = index
+            counts.append(amount)
+            return
+        position = index - self._offset
+        if position < 0:
+            if len(counts) - position > self._max_buckets:
+                # Too wide: fold the new low value into the lowest kept bucket.
+                counts[0] += amount
+                return
+            self._counts = counts = _zeros(-position) + counts
+            self._offset = index
+            position = 0
+        elif position >= len(counts):
+            counts.extend(_zeros(position + 1 - len(counts)))
+            if len(counts) > self._max_buckets:
+                self._collapse_low(len(counts) - self._max_buckets)
+                position = index - self._offset
+        counts[position] += amount
+
+    def _collapse_low(self, excess: int) -> None:
+        """Fold the ``excess`` lowest buckets into the first bucket kept."""
+        counts = self._counts
+        folded = sum(counts[: excess + 1])
+        del counts[:excess]
+        counts[0] = folded
+        self._offset += excess

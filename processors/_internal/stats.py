@@ -1,0 +1,293 @@
+"""Per-operation call counts, success rates and latency percentiles over sliding windows."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+from processors._internal.errors import report_once
+from processors._internal.sketch import LogHistogram
+from processors._internal.thresholds import ThresholdRules
+
+__all__ = [
+    "DEFAULT_WINDOWS_S",
+    "OVERFLOW_OPERATION",
+    "OperationStats",
+    "OperationStatsProcessor",
+    "OperationStatsStore",
+    "SlowSpan",
+]
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_WINDOWS_S: tuple[int, ...] = (60, 300, 900, 3600)
+DEFAULT_MAX_OPERATIONS = 500
+DEFAULT_SLOWEST_KEPT = 5
+OVERFLOW_OPERATION = "otel_ext.overflow"
+SLOTS_PER_WINDOW = 6
+_DRAIN_BATCH = 128
+_PENDING_LIMIT = 50_000
+_NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class SlowSpan:
+    """One of the slowest recent spans of an operation, to jump to its trace."""
+
+    trace_id: str
+    span_id: str
+    duration_ms: float
+    end_time_unix_nano: int
+
+
+@dataclass(frozen=True)
+class OperationStats:
+    """What the monitor shows for one operation over one window."""
+
+    service: str
+    name: str
+    kind: str
+    count: int
+    error_count: int
+    success_rate: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    slow_count: int
+    slow_threshold_ms: float
+    slowest: tuple[SlowSpan, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class _Slot:
+    """Everything recorded for one operation in one time slot of one window."""
+
+    __slots__ = ("index", "errors", "slow", "histogram", "slowest")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.errors = 0
+        self.slow = 0
+        self.histogram = LogHistogram()
+        self.slowest: list[tuple[int, int, int, int]] = []
+
+
+class _Operation:
+    __slots__ = ("service", "name", "kind", "rings")
+
+    def __init__(self, service: str, name: str, kind: SpanKind, window_count: int) -> None:
+        self.service = service
+        self.name = name
+        self.kind = kind
+        self.rings: list[list[_Slot | None]] = [[None] * SLOTS_PER_WINDOW for _ in range(window_count)]
+
+
+class OperationStatsStore:
+    """Aggregates ended spans per operation (service, span name, span kind).
+
+    Threading contract: ``record`` may be called from any thread and never
+    waits for a lock in the common case: it appends the span to a queue, and
+    every ``_DRAIN_BATCH`` spans the thread that finds the lock free folds the
+    queue into the aggregates. ``snapshot`` may be called from any thread.
+
+    Memory is bounded: each window keeps ``SLOTS_PER_WINDOW`` slots of
+    ``window / SLOTS_PER_WINDOW`` seconds per operation, each slot a bounded
+    histogram, and operations beyond ``max_operations`` fold into one
+    ``otel_ext.overflow`` operation. A window therefore covers the last
+    ``window`` seconds at a resolution of one slot.
+    """
+
+    def __init__(
+        self,
+        rules: ThresholdRules | None = None,
+        windows_s: Sequence[int] = DEFAULT_WINDOWS_S,
+        max_operations: int = DEFAULT_MAX_OPERATIONS,
+        slowest_kept: int = DEFAULT_SLOWEST_KEPT,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if not windows_s or any(window < SLOTS_PER_WINDOW for window in windows_s):
+            raise ValueError(f"windows must be at least {SLOTS_PER_WINDOW} s each, got {list(windows_s)}")
+        self.rules = rules or ThresholdRules()
+        self.windows_s = tuple(sorted(set(windows_s)))
+        self.max_operations = max_operations
+        self.slowest_kept = slowest_kept
+        self._clock = clock
+        self._slot_width_ns = [window * 1_000_000_000 // SLOTS_PER_WINDOW for window in self.windows_s]
+        self._pending: deque[ReadableSpan] = deque()
+        self._init_aggregates()
+        if hasattr(os, "register_at_fork"):
+            reset = weakref.WeakMethod(self._init_aggregates)
+            os.register_at_fork(after_in_child=lambda: (method := reset()) is not None and method())
+
+    def _init_aggregates(self) -> None:
+        """Start empty; also run in a forked child, whose spans are its own."""
+        self._lock = threading.Lock()
+        self._pending.clear()
+        self._operations: dict[tuple[str, str, SpanKind], _Operation] = {}
+        self._last_resource: object = None
+        self._last_service = ""
+        self.overflow_warned = False
+
+    def record(self, span: ReadableSpan) -> None:
+        """Hot path: queue the span; fold the queue in now and then."""
+        pending = self._pending
+        pending.append(span)
+        if len(pending) >= _DRAIN_BATCH and self._lock.acquire(blocking=len(pending) >= _PENDING_LIMIT):
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def snapshot(
+        self, window_s: int, operation: str | None = None, kind: SpanKind | None = None
+    ) -> list[OperationStats]:
+        """Stats per operation over the last ``window_s`` seconds (one of ``windows_s``).
+
+        ``operation`` is an exact name or a glob (``GET /books*``).
+        """
+        window_position = self.windows_s.index(window_s)
+        width = self._slot_width_ns[window_position]
+        oldest_slot = self._clock() // width - (SLOTS_PER_WINDOW - 1)
+        result = []
+        with self._lock:
+            self._drain()
+            for op in self._operations.values():
+                if kind is not None and op.kind is not kind:
+                    continue
+                if operation is not None and not fnmatchcase(op.name, operation):
+                    continue
+                slots = [slot for slot in op.rings[window_position] if slot is not None and slot.index >= oldest_slot]
+                stats = self._summarise(op, slots)
+                if stats is not None:
+                    result.append(stats)
+        result.sort(key=lambda stats: (stats.service, stats.name, stats.kind))
+        return result
+
+    def _summarise(self, op: _Operation, slots: Iterable[_Slot]) -> OperationStats | None:
+        merged = LogHistogram()
+        errors = slow = 0
+        slowest: list[tuple[int, int, int, int]] = []
+        for slot in slots:
+            merged.merge(slot.histogram)
+            errors += slot.errors
+            slow += slot.slow
+            slowest.extend(slot.slowest)
+        if merged.count == 0:
+            return None
+
+        def milliseconds(quantile: float) -> float:
+            return (merged.quantile(quantile) or 0.0) / _NS_PER_MS
+
+        return OperationStats(
+            service=op.service,
+            name=op.name,
+            kind=op.kind.name,
+            count=merged.count,
+            error_count=errors,
+            success_rate=(merged.count - errors) / merged.count,
+            p50_ms=milliseconds(0.50),
+            p95_ms=milliseconds(0.95),
+            p99_ms=milliseconds(0.99),
+            max_ms=merged.max / _NS_PER_MS,
+            slow_count=slow,
+            slow_threshold_ms=self.rules.for_name(op.name)[1],
+            slowest=tuple(
+                SlowSpan(f"{trace_id:032x}", f"{span_id:016x}", duration / _NS_PER_MS, end)
+                for duration, end, trace_id, span_id in heapq.nlargest(self.slowest_kept, slowest)
+            ),
+        )
+
+    def _drain(self) -> None:
+        """Fold queued spans into the aggregates; the caller holds the lock."""
+        pending = self._pending
+        while pending:
+            try:
+                span = pending.popleft()
+            except IndexError:
+                return
+            try:
+                self._aggregate(span)
+            except Exception as error:  # noqa: BLE001 - one bad span must not stop the rest
+                report_once(_logger, "aggregating span statistics", error)
+
+    def _aggregate(self, span: ReadableSpan) -> None:
+        start, end = span.start_time, span.end_time
+        if start is None or end is None:
+            return
+        duration = max(0, end - start)
+        operation = self._operation_for(span)
+        errored = span.status.status_code is StatusCode.ERROR
+        slow = self.rules.is_slow(operation.name, duration)
+        context = span.context
+        candidate = (duration, end, context.trace_id, context.span_id)
+        for ring, width in zip(operation.rings, self._slot_width_ns):
+            index = end // width
+            position = index % SLOTS_PER_WINDOW
+            slot = ring[position]
+            if slot is None or slot.index < index:
+                slot = ring[position] = _Slot(index)
+            elif slot.index > index:
+                continue  # older than this window reaches back
+            slot.histogram.add(duration)
+            slot.errors += errored
+            slot.slow += slow
+            if len(slot.slowest) < self.slowest_kept:
+                heapq.heappush(slot.slowest, candidate)
+            elif candidate > slot.slowest[0]:
+                heapq.heapreplace(slot.slowest, candidate)
+
+    def _operation_for(self, span: ReadableSpan) -> _Operation:
+        resource = span.resource
+        if resource is not self._last_resource:
+            self._last_resource = resource
+            self._last_service = str(resource.attributes.get("service.name", "")) if resource else ""
+        key = (self._last_service, span.name, span.kind)
+        operation = self._operations.get(key)
+        if operation is not None:
+            return operation
+        if len(self._operations) >= self.max_operations:
+            key = (self._last_service, OVERFLOW_OPERATION, SpanKind.INTERNAL)
+            operation = self._operations.get(key)
+            if not self.overflow_warned:
+                self.overflow_warned = True
+                _logger.warning(
+                    "otel-ext: more than %d distinct operations; further ones are counted under %r "
+                    "(raise OTEL_EXT_MAX_OPERATIONS, or give spans low-cardinality names)",
+                    self.max_operations,
+                    OVERFLOW_OPERATION,
+                )
+            if operation is not None:
+                return operation
+        operation = self._operations[key] = _Operation(key[0], key[1], key[2], len(self.windows_s))
+        return operation
+
+
+class OperationStatsProcessor(SpanProcessor):
+    """Feeds every ended span into an :class:`OperationStatsStore`.
+
+    Threading contract: ``on_end`` runs on whatever thread ends the span; it
+    only queues the span (see the store) and never raises.
+    """
+
+    def __init__(self, store: OperationStatsStore) -> None:
+        self.store = store
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            self.store.record(span)
+        except Exception as error:  # noqa: BLE001 - the host app must never see our failures
+            report_once(_logger, "recording span statistics", error)
