@@ -18,9 +18,12 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_HEADERS,
     OTEL_EXPORTER_OTLP_METRICS_HEADERS,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
     OTEL_EXPORTER_OTLP_TRACES_HEADERS,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     OTEL_RESOURCE_ATTRIBUTES,
     OTEL_TRACES_SAMPLER,
     OTEL_TRACES_SAMPLER_ARG,
@@ -45,6 +48,7 @@ __all__ = [
     "parse_window",
     "read_settings",
     "sampler_ratio",
+    "timeout_problems",
     "window_label",
 ]
 
@@ -195,6 +199,22 @@ def sampler_ratio(environ: Mapping[str, str]) -> tuple[float | None, str | None]
     )
 
 
+def timeout_problems(environ: Mapping[str, str]) -> list[str]:
+    """Non-numeric OTLP timeouts: the SDK reads them as seconds and its gRPC exporter crashes on text."""
+    problems = []
+    for name in (OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT):
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        try:
+            valid = float(raw) > 0
+        except ValueError:
+            valid = False
+        if not valid:
+            problems.append(f"{name}={raw!r} is invalid: expected a number of seconds > 0, e.g. 10; using 10")
+    return problems
+
+
 def _entries_without_value(raw: str) -> list[str]:
     return [entry.strip() for entry in raw.split(",") if entry.strip() and "=" not in entry]
 
@@ -218,6 +238,7 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
         raw = environ.get(name)
         if raw is not None and raw.strip() not in _PROTOCOLS:
             problems.append(f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}")
+    problems.extend(timeout_problems(environ))
     endpoint = environ.get(OTEL_EXPORTER_OTLP_ENDPOINT, "").rstrip("/")
     if re.search(r"/v1/(traces|metrics|logs)$", endpoint):
         problems.append(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from opentelemetry.sdk._configuration import (
     _init_metrics,
 )
 from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED, OTEL_TRACES_SAMPLER
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import (
@@ -43,8 +42,10 @@ from otel_ext._internal.config import (
     check_standard_variables,
     read_settings,
     sampler_ratio,
+    timeout_problems,
 )
 from otel_ext._internal.monitor import MonitorServer
+from otel_ext._internal.status import keep_first_error_description
 from processors import (
     IsolatingSpanProcessor,
     OperationStatsProcessor,
@@ -60,6 +61,7 @@ __all__ = ["OtelExt", "configure"]
 _logger = logging.getLogger("otel_ext")
 
 _FILE_EXPORTER = "otlp_json_file"
+_DEFAULT_OTLP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -126,6 +128,7 @@ def _build(settings: Settings, resource_attributes: dict[str, object]) -> OtelEx
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         existing.add_span_processor(OperationStatsProcessor(store))
+        keep_first_error_description()
         _logger.warning(
             "otel-ext: a TracerProvider was already set up by other code; otel-ext adds its statistics to it, "
             "but spans exported through that provider's own exporters carry no otel_ext.slow tags "
@@ -145,34 +148,42 @@ def _build(settings: Settings, resource_attributes: dict[str, object]) -> OtelEx
     )
     provider.add_span_processor(OperationStatsProcessor(store))
     steps = (tag_slow_spans(store.rules), refresh_process_pid())
+    bad_timeout = bool(timeout_problems(os.environ))
     for name, exporter_class in span_exporters.items():
-        exporter = exporter_class(**_exporter_args(name, settings))
+        exporter = exporter_class(**_exporter_args(name, settings, bad_timeout))
         provider.add_span_processor(BatchSpanProcessor(SpanPipelineExporter(exporter, steps)))
     trace.set_tracer_provider(provider)
-    _init_metrics(metric_exporters, resource)
+    keep_first_error_description()
+    _init_metrics(
+        metric_exporters,
+        resource,
+        exporter_args_map={cls: _exporter_args(name, settings, bad_timeout) for name, cls in metric_exporters.items()},
+    )
     if log_exporters:
         _init_logging(log_exporters, resource, setup_logging_handler=False)
     return OtelExt(settings, store, provider, _start_monitor(settings, store), owns_provider=True)
 
 
-def _exporter_args(name: str, settings: Settings) -> Mapping[str, object]:
-    if name == _FILE_EXPORTER and settings.spans_file:
-        return {"path": settings.spans_file}
+def _exporter_args(name: str, settings: Settings, bad_timeout: bool) -> dict[str, object]:
+    """Constructor arguments the environment alone cannot give.
+
+    A non-numeric OTEL_EXPORTER_OTLP_TIMEOUT makes the SDK's gRPC exporter
+    raise in its constructor; the problem is reported and the SDK's default
+    timeout passed instead, so spans still leave.
+    """
+    if name == _FILE_EXPORTER:
+        return {"path": settings.spans_file} if settings.spans_file else {}
+    if bad_timeout and name.startswith("otlp"):
+        return {"timeout": _DEFAULT_OTLP_TIMEOUT_S}
     return {}
 
 
 def _resource(attributes: dict[str, object]) -> Resource:
-    """The SDK's resource (env variables win as the spec says) plus ``process.pid``.
+    """The SDK's resource (env variables win, as the spec says) plus ``process.pid``.
 
     ``process.pid`` lets a forked worker's spans be told from its parent's.
-    An unset service name becomes ``unknown_service:<executable>`` as the
-    specification asks, never an empty or bare value.
     """
-    resource = Resource.create({"process.pid": os.getpid(), **attributes})  # type: ignore[dict-item]
-    if resource.attributes.get(SERVICE_NAME) in (None, "", "unknown_service"):
-        executable = os.path.basename(sys.executable) or "python"
-        resource = resource.merge(Resource({SERVICE_NAME: f"unknown_service:{executable}"}))
-    return resource
+    return Resource.create({"process.pid": os.getpid(), **attributes})  # type: ignore[dict-item]
 
 
 def _sampler(settings: Settings) -> Sampler:

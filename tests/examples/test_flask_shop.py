@@ -1,0 +1,75 @@
+"""The unmodified example shop under ``opentelemetry-instrument``: monitor JSON and exported spans agree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support.otlp_sink import OtlpSink
+from tests.support.processes import INSTRUMENT, clean_environment, free_port, otlp_variables
+
+STATUS_ERROR = 2
+SPAN_KIND_SERVER = 2
+
+
+def test_example_shop_end_to_end(otlp_sink: OtlpSink) -> None:
+    """The unmodified Flask example: slow search tagged, failing checkout ERROR, 404 a success."""
+    app = Path(__file__).resolve().parents[2] / "examples" / "flask_shop" / "app.py"
+    port = free_port()
+    variables = otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_SERVICE_NAME="flask-shop",
+                               SHOP_PORT=str(port), OTEL_BSP_SCHEDULE_DELAY="200")
+    monitor_port = variables["OTEL_EXT_MONITOR_PORT"]
+    process = subprocess.Popen([str(INSTRUMENT), sys.executable, str(app)], env=clean_environment(**variables),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method: str, path: str) -> int:
+        request = urllib.request.Request(base + path, data=b"{}" if method == "POST" else None, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                call("GET", "/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "shop did not start"
+                time.sleep(0.2)
+        statuses = [call("POST", "/checkout") for _ in range(8)] + [call("GET", "/books/999"), call("GET", "/search?q=a")]
+        assert statuses == [201, 201, 201, 500] * 2 + [404, 200]
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/monitoring/performance?window=5m&kind=server",
+                                    timeout=5) as response:
+            stats = {op["name"]: op for op in json.load(response)["operations"]}
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    assert stats["POST /checkout"]["count"] == 8 and stats["POST /checkout"]["error_count"] == 2
+    assert stats["POST /checkout"]["success_rate"] == 0.75
+    assert stats["GET /books/<int:book_id>"]["error_count"] == 0, "a 404 is a success"
+    assert stats["GET /search"]["slow_count"] == 1
+
+    spans = otlp_sink.wait_for_spans(1)
+    deadline = time.monotonic() + 10
+    while not any(span.name == "GET /search" for span in spans) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        spans = otlp_sink.spans()
+    servers = [span for span in spans if span.kind == SPAN_KIND_SERVER]
+    search = [span for span in servers if span.name == "GET /search"]
+    assert len(search) == 1 and search[0].attributes["otel_ext.slow"] is True
+    assert [span.attributes.get("otel_ext.slow") for span in servers if span.name != "GET /search"] == [None] * (
+        len(servers) - 1
+    )
+    checkouts = [span for span in servers if span.name == "POST /checkout"]
+    assert sorted(span.status_code for span in checkouts) == [0] * 6 + [STATUS_ERROR] * 2
+    assert {span.resource["service.name"] for span in spans} == {"flask-shop"}

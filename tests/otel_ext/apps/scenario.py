@@ -1,0 +1,200 @@
+"""A small app run by the end-to-end tests, under ``opentelemetry-instrument`` or plain ``python``.
+
+It uses only the OpenTelemetry API, as a library or an app with manual spans
+would; otel-ext is activated from outside (zero-code) unless a scenario says
+otherwise. ``python scenario.py NAME`` runs one scenario; results the test
+needs are printed as one JSON line prefixed ``RESULT ``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+MS = 1_000_000
+tracer = trace.get_tracer("scenario")
+
+
+def result(value: object) -> None:
+    print("RESULT " + json.dumps(value), flush=True)
+
+
+def monitor(query: str = "window=1h") -> list[dict[str, object]]:
+    port = os.environ["OTEL_EXT_MONITOR_PORT"].split("-")[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/monitoring/performance?{query}", timeout=5) as response:
+        return json.load(response)["operations"]
+
+
+def timed_span(name: str, duration_ms: float, **kwargs: object) -> trace.Span:
+    end = time.time_ns()
+    span = tracer.start_span(name, start_time=end - int(duration_ms * MS), **kwargs)  # type: ignore[arg-type]
+    span.end(end_time=end)
+    return span
+
+
+def slow_tags() -> None:
+    """Spans of exact durations around the threshold, statuses, and the monitor's view of them."""
+    for name, duration in (("op.slow", 1200), ("op.boundary", 1000), ("op.fast", 999), ("db.query", 60)):
+        timed_span(name, duration, kind=SpanKind.CLIENT)
+    failing = tracer.start_span("op.failing", kind=SpanKind.SERVER)
+    failing.set_status(Status(StatusCode.ERROR, "db timeout on primary"))
+    failing.end()
+    result(monitor())
+
+
+def failing_processor() -> None:
+    """B02: a processor raising in on_end must not replace the app's exception."""
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+    received: list[str] = []
+
+    class Broken(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            raise RuntimeError("processor bug")
+
+    class Later(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            received.append(span.name)
+
+    provider = trace.get_tracer_provider()
+    provider.add_span_processor(Broken())  # type: ignore[attr-defined]
+    provider.add_span_processor(Later())  # type: ignore[attr-defined]
+    seen = []
+    for _ in range(20):
+        try:
+            with tracer.start_as_current_span("op"):
+                raise ValueError("app")
+        except Exception as error:  # noqa: BLE001 - recording what the caller sees
+            seen.append(f"{type(error).__name__}: {error}")
+    result({"seen": sorted(set(seen)), "later_received": len(received), "stats": monitor()})
+
+
+def short_lived(mode: str) -> None:
+    """B06: root + 3 children, then exit at once without flushing."""
+    with tracer.start_as_current_span("job.root", kind=SpanKind.SERVER):
+        for index in range(3):
+            with tracer.start_as_current_span(f"job.step{index}"):
+                pass
+        if mode == "exit":
+            sys.exit(1)
+        if mode == "raise":
+            raise RuntimeError("job failed")
+
+
+def configure_twice() -> None:
+    """B12: app code calls otel_ext.configure() although opentelemetry-instrument already did."""
+    import otel_ext
+
+    first = otel_ext.configure()
+    second = otel_ext.configure()
+    for _ in range(10):
+        with tracer.start_as_current_span("GET /items", kind=SpanKind.SERVER):
+            pass
+    result({"same": first is second, "stats": monitor()})
+
+
+def sampled(count: str) -> None:
+    """B13: many root operations under the configured sampler."""
+    for _ in range(int(count)):
+        with tracer.start_as_current_span("root.op", kind=SpanKind.SERVER):
+            pass
+    result(monitor())
+
+
+def status_precedence() -> None:
+    """B19: an app's error description survives an escaping exception; OK stays OK."""
+    try:
+        with tracer.start_as_current_span("status.error") as span:
+            span.set_status(Status(StatusCode.ERROR, "db timeout on primary"))
+            raise TimeoutError("primary did not answer")
+    except TimeoutError:
+        pass
+    try:
+        with tracer.start_as_current_span("status.ok") as span:
+            span.set_status(Status(StatusCode.OK))
+            raise KeyError("ignored by status")
+    except KeyError:
+        pass
+    with tracer.start_as_current_span("status.unset") as span:
+        span.set_status(Status(StatusCode.ERROR, "first"))
+        span.set_status(Status(StatusCode.UNSET))
+
+
+def context_fan_out() -> None:
+    """B25: spans in pool threads and asyncio tasks stay children of the caller."""
+
+    def item(index: int) -> None:
+        with tracer.start_as_current_span("item", attributes={"index": index}):
+            pass
+
+    with tracer.start_as_current_span("batch"):
+        with ThreadPoolExecutor(5) as pool:
+            list(pool.map(item, range(5)))
+
+    async def task(index: int) -> None:
+        with tracer.start_as_current_span("task", attributes={"index": index}):
+            await asyncio.sleep(0.01)
+
+    async def gather() -> None:
+        with tracer.start_as_current_span("gather"):
+            await asyncio.gather(*(task(index) for index in range(5)))
+
+    asyncio.run(gather())
+    result(monitor())
+
+
+def many_spans_and_a_metric() -> None:
+    """B05: with the collector unreachable, ending spans must not block and exit must be quick."""
+    started = time.perf_counter()
+    for index in range(1000):
+        with tracer.start_as_current_span(f"op{index % 10}"):
+            pass
+    elapsed = time.perf_counter() - started
+    metrics.get_meter("scenario").create_counter("scenario.calls").add(1)
+    result({"end_1000_spans_s": elapsed})
+
+
+def fork_child_spans() -> None:
+    """B03: spans from a forked child reach the collector, under the child's pid, with no hang."""
+    import multiprocessing
+
+    import otel_ext
+
+    handle = otel_ext.configure()
+    with tracer.start_as_current_span("parent.before"):
+        pass
+    child = os.fork()
+    if child == 0:
+        for index in range(5):
+            with tracer.start_as_current_span("child.op", attributes={"index": index}):
+                pass
+        handle.force_flush(5000)
+        handle.shutdown()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(_pool_work, range(4))
+    with tracer.start_as_current_span("parent.after"):
+        pass
+    result({"child_pid": child, "child_status": status, "parent_pid": os.getpid()})
+
+
+def _pool_work(index: int) -> None:
+    with tracer.start_as_current_span("pool.op", attributes={"index": index}):
+        pass
+    trace.get_tracer_provider().force_flush(5000)  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(name)s: %(message)s")
+    scenario, *arguments = sys.argv[1:]
+    globals()[scenario](*arguments)

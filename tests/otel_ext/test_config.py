@@ -1,0 +1,135 @@
+"""Bad environment values: a clear message naming variable, value and accepted form; defaults used."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_ext._internal.config import (
+    Settings,
+    check_standard_variables,
+    parse_window,
+    read_settings,
+    sampler_ratio,
+    window_label,
+)
+
+
+def test_defaults_without_environment() -> None:
+    settings, problems = read_settings({})
+    assert problems == []
+    assert settings == Settings()
+    assert settings.slow_threshold_ms == 1000.0
+    assert settings.windows_s == (60, 300, 900, 3600)
+    assert settings.monitor_ports is None
+    assert settings.monitor_host == "127.0.0.1"
+
+
+def test_valid_values_are_read() -> None:
+    settings, problems = read_settings(
+        {
+            "OTEL_EXT_SLOW_THRESHOLD_MS": "250",
+            "OTEL_EXT_SLOW_THRESHOLDS": "GET /search*=300, db.*=50",
+            "OTEL_EXT_STATS_WINDOWS": "30s,5m",
+            "OTEL_EXT_MAX_OPERATIONS": "7",
+            "OTEL_EXT_MONITOR_PORT": "9470-9479",
+            "OTEL_EXT_RECORD_UNSAMPLED": "false",
+        }
+    )
+    assert problems == []
+    assert settings.slow_threshold_ms == 250.0
+    assert settings.slow_thresholds == (("GET /search*", 300.0), ("db.*", 50.0))
+    assert settings.windows_s == (30, 300)
+    assert settings.max_operations == 7
+    assert settings.monitor_ports == (9470, 9479)
+    assert settings.record_unsampled is False
+    rules = settings.threshold_rules()
+    assert rules.for_name("GET /search/books") == (300_000_000, 300.0)
+    assert rules.for_name("db.query") == (50_000_000, 50.0)
+    assert rules.for_name("other") == (250_000_000, 250.0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("OTEL_EXT_SLOW_THRESHOLD_MS", "abc", "a number of ms >= 0"),
+        ("OTEL_EXT_SLOW_THRESHOLD_MS", "-5", "a number of ms >= 0"),
+        ("OTEL_EXT_SLOW_THRESHOLD_MS", "nan", "a number of ms >= 0"),
+        ("OTEL_EXT_SLOW_THRESHOLDS", "GET /search*", "pattern=ms pairs"),
+        ("OTEL_EXT_SLOW_THRESHOLDS", "db.*=fast", "pattern=ms pairs"),
+        ("OTEL_EXT_SLOW_THRESHOLDS", "=40", "pattern=ms pairs"),
+        ("OTEL_EXT_STATS_WINDOWS", "5 minutes", "durations 6s..24h"),
+        ("OTEL_EXT_STATS_WINDOWS", "2s", "durations 6s..24h"),
+        ("OTEL_EXT_MAX_OPERATIONS", "0", "a whole number >= 1"),
+        ("OTEL_EXT_MONITOR_PORT", "http", "a port 1-65535 or a range"),
+        ("OTEL_EXT_MONITOR_PORT", "70000", "a port 1-65535 or a range"),
+        ("OTEL_EXT_MONITOR_PORT", "9479-9470", "a port 1-65535 or a range"),
+        ("OTEL_EXT_RECORD_UNSAMPLED", "yes", "true or false"),
+    ],
+)
+def test_bad_value_names_variable_value_and_accepted_form(variable: str, value: str, accepted: str) -> None:
+    settings, problems = read_settings({variable: value})
+    assert settings == Settings(), "a bad value must leave the default in place"
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{variable}={value!r} is invalid")
+    assert accepted in problems[0]
+    assert problems[0].endswith("using the default")
+
+
+def test_every_problem_is_listed_not_just_the_first() -> None:
+    _, problems = read_settings({"OTEL_EXT_SLOW_THRESHOLD_MS": "x", "OTEL_EXT_MAX_OPERATIONS": "y"})
+    assert [problem.split("=")[0] for problem in problems] == ["OTEL_EXT_SLOW_THRESHOLD_MS", "OTEL_EXT_MAX_OPERATIONS"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), (" 15m ", 900), ("24h", 86400)])
+def test_parse_window(text: str, seconds: int) -> None:
+    assert parse_window(text) == seconds
+
+
+@pytest.mark.parametrize(("seconds", "label"), [(60, "1m"), (3600, "1h"), (90, "90s"), (300, "5m"), (5400, "90m")])
+def test_window_label(seconds: int, label: str) -> None:
+    assert window_label(seconds) == label
+
+
+@pytest.mark.parametrize("argument", ["5", "-0.1", "abc", "", "nan"])
+def test_bad_sampler_argument_is_named_and_falls_back_to_sampling_everything(argument: str) -> None:
+    """B13: the SDK crashed on 5 and hid the value on abc."""
+    environ = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": argument}
+    ratio, problem = sampler_ratio(environ)
+    assert ratio is None
+    assert problem is not None and f"OTEL_TRACES_SAMPLER_ARG={argument!r}" in problem
+    assert "ratio 1.0" in problem
+    assert check_standard_variables(environ) == [problem]
+
+
+def test_good_sampler_argument() -> None:
+    assert sampler_ratio({"OTEL_TRACES_SAMPLER_ARG": "0.25"}) == (0.25, None)
+    assert sampler_ratio({}) == (1.0, None)
+
+
+def test_header_problems_never_repeat_header_values() -> None:
+    """B09: a malformed entry is reported, but values (tokens) never reach our logs."""
+    environ = {"OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer tok123, X-Tenant=team%2Cwest,broken,x-empty="}
+    problems = check_standard_variables(environ)
+    assert len(problems) == 1
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in problems[0] and "no key=value form" in problems[0]
+    assert "tok123" not in problems[0] and "broken" not in problems[0]
+
+
+def test_resource_attribute_entry_without_value_is_reported() -> None:
+    environ = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,bogus,,team=a=b"}
+    assert check_standard_variables(environ) == [
+        "OTEL_RESOURCE_ATTRIBUTES: entry 'bogus' has no key=value form; it is skipped"
+    ]
+
+
+@pytest.mark.parametrize("endpoint", ["http://h:4318/v1/traces", "http://h:4318/v1/metrics/"])
+def test_generic_endpoint_with_signal_path_warns_of_doubled_path(endpoint: str) -> None:
+    """B07: users add /v1/traces to the generic endpoint and get /v1/traces/v1/traces."""
+    problems = check_standard_variables({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert len(problems) == 1
+    assert "doubled path" in problems[0] and "'http://h:4318'" in problems[0]
+
+
+def test_unknown_protocol_is_reported() -> None:
+    problems = check_standard_variables({"OTEL_EXPORTER_OTLP_PROTOCOL": "http"})
+    assert problems == ["OTEL_EXPORTER_OTLP_PROTOCOL='http' is invalid: expected one of grpc, http/protobuf, http/json"]

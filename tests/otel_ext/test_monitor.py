@@ -1,0 +1,132 @@
+"""The monitor endpoint over real HTTP on 127.0.0.1: JSON values, 400s for bad queries, taken ports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_ext._internal.monitor import MonitorServer
+from processors import OperationStatsProcessor, OperationStatsStore, ThresholdRules
+
+NOW = 1_800_000_000 * 1_000_000_000
+MS = 1_000_000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.fixture
+def store() -> OperationStatsStore:
+    """Spans of known durations: 'GET /books' 1..100 ms (every 10th an error), one slow search."""
+    store = OperationStatsStore(ThresholdRules(1000), clock=lambda: NOW)
+    provider = TracerProvider()
+    provider.add_span_processor(OperationStatsProcessor(store))
+    tracer = provider.get_tracer("test")
+    for duration_ms in range(1, 101):
+        span = tracer.start_span("GET /books", kind=SpanKind.SERVER, start_time=NOW - 2000 * MS)
+        if duration_ms % 10 == 0:
+            span.set_status(Status(StatusCode.ERROR, "boom"))
+        span.end(end_time=NOW - 2000 * MS + duration_ms * MS)
+    search = tracer.start_span("GET /search", kind=SpanKind.SERVER, start_time=NOW - 3000 * MS)
+    search.end(end_time=NOW - 1800 * MS)
+    database = tracer.start_span("SELECT", kind=SpanKind.CLIENT, start_time=NOW - 1000 * MS)
+    database.end(end_time=NOW - 999 * MS)
+    return store
+
+
+@pytest.fixture
+def monitor(store: OperationStatsStore) -> Iterator[MonitorServer]:
+    port = _free_port()
+    server = MonitorServer(store, "127.0.0.1", (port, port))
+    assert server.start()
+    yield server
+    server.stop()
+
+
+def test_performance_json_has_exact_values(monitor: MonitorServer) -> None:
+    status, body = _get(f"{monitor.url}?window=5m&operation=GET%20/books*")
+    assert status == 200
+    assert body["window"] == "5m" and body["window_seconds"] == 300
+    (books,) = body["operations"]  # type: ignore[misc]
+    assert books["name"] == "GET /books" and books["kind"] == "SERVER"
+    assert books["count"] == 100 and books["error_count"] == 10
+    assert books["success_rate"] == pytest.approx(0.9)
+    # Durations are exactly 1..100 ms: nearest-rank p50=50, p95=95, p99=99, within the 1 % bound.
+    for field, exact in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99)):
+        assert math.isclose(books[field], exact, rel_tol=0.01), (field, books[field])
+    assert books["max_ms"] == 100.0
+    assert books["slow_count"] == 0
+    assert [slow["duration_ms"] for slow in books["slowest"]] == [100.0, 99.0, 98.0, 97.0, 96.0]
+    assert all(len(slow["trace_id"]) == 32 for slow in books["slowest"])
+
+
+def test_kind_filter_and_slow_count(monitor: MonitorServer) -> None:
+    _, body = _get(f"{monitor.url}?window=1m&kind=server")
+    names = {op["name"]: op for op in body["operations"]}  # type: ignore[union-attr]
+    assert set(names) == {"GET /books", "GET /search"}
+    assert names["GET /search"]["slow_count"] == 1 and names["GET /search"]["max_ms"] == 1200.0
+    _, body = _get(f"{monitor.url}?kind=CLIENT")
+    assert [op["name"] for op in body["operations"]] == ["SELECT"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("window=7m", "window '7m' is not kept; accepted: 1m, 5m, 15m, 1h"),
+        ("window=soon", "window: 'soon' is not a duration like 30s, 5m or 1h; accepted: 1m, 5m, 15m, 1h"),
+        ("kind=sideways", "kind 'sideways' is unknown; accepted: internal, server, client, producer, consumer"),
+        ("operation=", "operation is empty; give a span name or a glob such as 'GET /books*'"),
+        ("limit=5", "unknown parameter(s) limit; accepted: window, operation, kind"),
+        ("window=1m&window=5m", "parameter(s) given more than once: window"),
+    ],
+)
+def test_bad_query_parameters_get_400_with_message(monitor: MonitorServer, query: str, message: str) -> None:
+    status, body = _get(f"{monitor.url}?{query}")
+    assert status == 400
+    assert body == {"error": message}
+
+
+def test_unknown_path_is_404_json(monitor: MonitorServer) -> None:
+    status, body = _get(monitor.url.replace("/monitoring/performance", "/metrics"))  # type: ignore[union-attr]
+    assert status == 404 and "monitoring/performance" in str(body["error"])
+
+
+def test_taken_port_is_logged_not_raised(store: OperationStatsStore, monitor: MonitorServer,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    taken = int(monitor.url.split(":")[2].split("/")[0])  # type: ignore[union-attr]
+    second = MonitorServer(store, "127.0.0.1", (taken, taken))
+    with caplog.at_level(logging.WARNING, logger="otel_ext.monitor"):
+        assert second.start() is False
+    assert second.url is None
+    assert f"monitor port {taken} on 127.0.0.1 is in use" in caplog.text
+
+
+def test_port_range_takes_next_free_port(store: OperationStatsStore, monitor: MonitorServer) -> None:
+    taken = int(monitor.url.split(":")[2].split("/")[0])  # type: ignore[union-attr]
+    second = MonitorServer(store, "127.0.0.1", (taken, taken + 20))
+    try:
+        assert second.start()
+        assert second.url != monitor.url
+        assert _get(second.url)[0] == 200  # type: ignore[arg-type]
+    finally:
+        second.stop()

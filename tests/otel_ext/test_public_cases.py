@@ -1,0 +1,233 @@
+"""Real-world failure scenarios from ../shared/cases/public-reports.md, end to end through OTLP.
+
+Each test runs the scenario app in a subprocess (zero-code unless noted) and
+asserts on what a real receiver on 127.0.0.1 decoded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from tests.support.otlp_sink import OtlpSink
+from tests.support.processes import free_port, otlp_variables, run_scenario
+
+PROTOCOLS = ["grpc", "http/protobuf"]
+STATUS_OK, STATUS_ERROR = 1, 2
+
+
+def _endpoint(sink: OtlpSink, protocol: str) -> str:
+    return sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
+
+
+def test_b02_failing_processor_does_not_replace_app_exception() -> None:
+    run = run_scenario("failing_processor", OTEL_TRACES_EXPORTER="none", OTEL_EXT_MONITOR_PORT=str(free_port()))
+    assert run.returncode == 0, run.stderr
+    outcome = run.result
+    assert outcome["seen"] == ["ValueError: app"]  # type: ignore[index]
+    assert outcome["later_received"] == 20, "processors after the broken one still get every span"  # type: ignore[index]
+    (op,) = outcome["stats"]  # type: ignore[index]
+    assert (op["name"], op["count"], op["error_count"]) == ("op", 20, 20)
+    assert run.stderr.count("Broken.on_end failed") == 1, "logged once per cause, not once per span"
+
+
+@pytest.mark.parametrize("mode", ["return", "exit", "raise"])
+def test_b06_short_lived_process_keeps_root_span(otlp_sink: OtlpSink, mode: str) -> None:
+    run = run_scenario("short_lived", mode, **otlp_variables(otlp_sink.grpc_endpoint, "grpc"))
+    assert run.returncode == {"return": 0, "exit": 1, "raise": 1}[mode], run.stderr
+    spans = {span.name: span for span in otlp_sink.wait_for_spans(4)}
+    assert set(spans) == {"job.root", "job.step0", "job.step1", "job.step2"}
+    root = spans["job.root"]
+    assert all(spans[f"job.step{index}"].parent_span_id == root.span_id for index in range(3))
+    assert root.status_code == (STATUS_ERROR if mode == "raise" else 0)
+
+
+def test_b07_http_signal_paths(otlp_sink: OtlpSink) -> None:
+    base = otlp_sink.http_endpoint
+    cases = [
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": base}, "/v1/traces"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": base + "/"}, "/v1/traces"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": base + "/base"}, "/base/v1/traces"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": base, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": base + "/custom"}, "/custom"),
+    ]
+    for variables, path in cases:
+        before = len(otlp_sink.requests)
+        run = run_scenario("short_lived", "return", OTEL_TRACES_EXPORTER="otlp",
+                           OTEL_METRICS_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", **variables)
+        assert run.returncode == 0, run.stderr
+        received = otlp_sink.requests[before:]
+        assert {r.path for r in received if r.signal == "traces"} == {path}, variables
+        metric_paths = {r.path for r in received if r.signal == "metrics"}
+        assert metric_paths <= {path.replace("traces", "metrics") if "v1" in path else "/v1/metrics"}, metric_paths
+
+
+def test_b07_generic_endpoint_with_signal_path_follows_spec_and_warns(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("short_lived", "return", OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                       OTEL_EXPORTER_OTLP_ENDPOINT=otlp_sink.http_endpoint + "/v1/traces")
+    assert run.returncode == 0
+    otlp_sink.wait_for_spans(4)
+    assert {r.path for r in otlp_sink.requests} == {"/v1/traces/v1/traces"}
+    assert run.stderr.count("ends in a signal path") == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_b09_headers_with_spaces_encoded_commas_and_junk(otlp_sink: OtlpSink, protocol: str) -> None:
+    run = run_scenario(
+        "short_lived", "return",
+        **otlp_variables(_endpoint(otlp_sink, protocol), protocol,
+                         OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer tok123, X-Tenant=team%2Cwest,broken,x-empty="),
+    )
+    assert run.returncode == 0, run.stderr
+    otlp_sink.wait_for_spans(4)
+    headers = otlp_sink.requests[0].headers
+    assert headers["authorization"] == "Bearer tok123"
+    assert headers["x-tenant"] == "team,west"
+    assert "broken" not in headers
+    assert "OTEL_EXPORTER_OTLP_HEADERS: an entry of 6 characters has no key=value form" in run.stderr
+    assert "tok123" not in run.stderr and "tok123" not in run.stdout
+
+
+def test_b09_signal_headers_override_generic(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("short_lived", "return",
+                       **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_EXPORTER_OTLP_HEADERS="x-team=generic",
+                                        OTEL_EXPORTER_OTLP_TRACES_HEADERS="x-team=traces"))
+    assert run.returncode == 0
+    otlp_sink.wait_for_spans(4)
+    assert otlp_sink.requests[0].headers["x-team"] == "traces"
+
+
+def test_b10_resource_attributes_with_malformed_entries(otlp_sink: OtlpSink) -> None:
+    run = run_scenario(
+        "slow_tags",
+        **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_RESOURCE_ATTRIBUTES=(
+            "deployment.environment=prod,bogus,,team=a=b,region=eu%2Cwest, spaced.key = v ")),
+    )
+    assert run.returncode == 0, run.stderr
+    resource = otlp_sink.wait_for_spans(5)[0].resource
+    assert resource["deployment.environment"] == "prod"
+    assert resource["team"] == "a=b"
+    assert resource["region"] == "eu,west"
+    assert resource["spaced.key"] == "v"
+    assert "bogus" not in resource
+    assert run.stderr.count("entry 'bogus' has no key=value form") == 1
+
+
+def test_b11_service_name_precedence_under_zero_code(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("slow_tags", **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_SERVICE_NAME="checkout",
+                                                     OTEL_RESOURCE_ATTRIBUTES="service.name=legacy,team=pay"))
+    assert run.returncode == 0
+    resources = [span.resource for span in otlp_sink.wait_for_spans(5)]
+    assert {(r["service.name"], r["team"]) for r in resources} == {("checkout", "pay")}
+    assert {op["service"] for op in run.result} == {"checkout"}  # type: ignore[union-attr]
+
+
+def test_b11_unset_service_name_is_never_empty(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("slow_tags", **otlp_variables(otlp_sink.grpc_endpoint, "grpc"))
+    assert run.returncode == 0
+    names = {span.resource["service.name"] for span in otlp_sink.wait_for_spans(5)}
+    assert len(names) == 1 and names.pop().startswith("unknown_service:python")
+
+
+def test_b12_configure_after_zero_code_exports_each_span_once(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("configure_twice", **otlp_variables(otlp_sink.grpc_endpoint, "grpc"))
+    assert run.returncode == 0, run.stderr
+    outcome = run.result
+    assert outcome["same"] is True  # type: ignore[index]
+    (op,) = outcome["stats"]  # type: ignore[index]
+    assert op["count"] == 10
+    otlp_sink.wait_for_spans(10)
+    time.sleep(0.5)
+    assert len(otlp_sink.spans()) == 10 and len({span.span_id for span in otlp_sink.spans()}) == 10
+    assert run.stderr.count("already configured in this process; reusing that setup") == 1
+
+
+@pytest.mark.parametrize("argument", ["5", "-0.1", "abc", ""])
+def test_b13_bad_sampler_argument_is_named_and_everything_sampled(otlp_sink: OtlpSink, argument: str) -> None:
+    run = run_scenario("sampled", "20", **otlp_variables(otlp_sink.grpc_endpoint, "grpc",
+                                                         OTEL_TRACES_SAMPLER="traceidratio",
+                                                         OTEL_TRACES_SAMPLER_ARG=argument))
+    assert run.returncode == 0, run.stderr
+    assert f"OTEL_TRACES_SAMPLER_ARG={argument!r} is invalid" in run.stderr
+    assert len(otlp_sink.wait_for_spans(20)) == 20
+
+
+def test_b13_counts_are_exact_under_sampling(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("sampled", "4000", **otlp_variables(otlp_sink.grpc_endpoint, "grpc",
+                                                           OTEL_TRACES_SAMPLER="traceidratio",
+                                                           OTEL_TRACES_SAMPLER_ARG="0.25"))
+    assert run.returncode == 0, run.stderr
+    (op,) = run.result  # type: ignore[misc]
+    assert op["count"] == 4000, "unsampled spans are measured, not lost"
+    time.sleep(1.0)
+    spans = otlp_sink.spans()
+    accepted = sum(int(span.trace_id, 16) & (2**64 - 1) < round(0.25 * 2**64) for span in spans)
+    assert accepted == len(spans), "only spans the ratio sampler accepts are exported"
+    assert 880 <= len(spans) <= 1120, len(spans)
+
+
+def test_b19_first_error_description_kept_and_ok_final(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("status_precedence", **otlp_variables(otlp_sink.grpc_endpoint, "grpc"))
+    assert run.returncode == 0, run.stderr
+    spans = {span.name: span for span in otlp_sink.wait_for_spans(3)}
+    assert (spans["status.error"].status_code, spans["status.error"].status_message) == (
+        STATUS_ERROR, "db timeout on primary")
+    assert [name for name, _ in spans["status.error"].events] == ["exception"]
+    assert spans["status.ok"].status_code == STATUS_OK
+    assert (spans["status.unset"].status_code, spans["status.unset"].status_message) == (STATUS_ERROR, "first")
+
+
+def test_b25_context_reaches_pool_threads_and_tasks(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("context_fan_out", **otlp_variables(otlp_sink.grpc_endpoint, "grpc"))
+    assert run.returncode == 0, run.stderr
+    spans = otlp_sink.wait_for_spans(12)
+    for parent_name, child_name in (("batch", "item"), ("gather", "task")):
+        (parent,) = [span for span in spans if span.name == parent_name]
+        children = [span for span in spans if span.name == child_name]
+        assert sorted(child.attributes["index"] for child in children) == [0, 1, 2, 3, 4]
+        assert {(child.trace_id, child.parent_span_id) for child in children} == {(parent.trace_id, parent.span_id)}
+    counts = {op["name"]: op["count"] for op in run.result}  # type: ignore[union-attr]
+    assert counts["item"] == 5 and counts["task"] == 5
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_b05_unreachable_collector_never_blocks_and_exit_is_bounded(protocol: str) -> None:
+    started = time.monotonic()
+    run = run_scenario("many_spans_and_a_metric", timeout=30, OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp",
+                       OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:1",
+                       OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    wall = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    # Generous bounds: the failure mode is a hang of a minute or more, not a few ms of noise.
+    assert run.result["end_1000_spans_s"] < 0.5  # type: ignore[index]
+    assert wall <= 10, wall
+    assert "Traceback" not in run.stderr
+    assert "Failed to export" in run.stderr or "Transient error" in run.stderr
+
+
+def test_b05_non_numeric_timeout_is_reported_and_spans_still_leave(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("short_lived", "return", **otlp_variables(otlp_sink.grpc_endpoint, "grpc",
+                                                                 OTEL_EXPORTER_OTLP_TIMEOUT="soon"))
+    assert run.returncode == 0, run.stderr
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT='soon' is invalid" in run.stderr
+    assert len(otlp_sink.wait_for_spans(4)) == 4
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_b03_forked_children_export_their_spans_without_hanging(otlp_sink: OtlpSink, protocol: str) -> None:
+    run = run_scenario("fork_child_spans", instrumented=False, timeout=30,
+                       **otlp_variables(_endpoint(otlp_sink, protocol), protocol))
+    assert run.returncode == 0, run.stderr
+    outcome = run.result
+    assert outcome["child_status"] == 0  # type: ignore[index]
+    spans = otlp_sink.wait_for_spans(11)  # 1 + 5 child + 4 pool + 1
+    child = [span for span in spans if span.name == "child.op"]
+    assert sorted(span.attributes["index"] for span in child) == [0, 1, 2, 3, 4]
+    assert {span.resource["process.pid"] for span in child} == {outcome["child_pid"]}  # type: ignore[index]
+    pool = [span for span in spans if span.name == "pool.op"]
+    assert sorted(span.attributes["index"] for span in pool) == [0, 1, 2, 3]
+    assert outcome["parent_pid"] not in {span.resource["process.pid"] for span in pool}  # type: ignore[index]
+    parent = [span for span in spans if span.name.startswith("parent.")]
+    assert sorted(span.name for span in parent) == ["parent.after", "parent.before"]
+    assert {span.resource["process.pid"] for span in parent} == {outcome["parent_pid"]}  # type: ignore[index]

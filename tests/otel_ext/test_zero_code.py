@@ -1,0 +1,45 @@
+"""End to end: an app under ``opentelemetry-instrument`` exports over real OTLP to a loopback receiver."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.support.otlp_sink import OtlpSink
+from tests.support.processes import otlp_variables, run_scenario
+
+PROTOCOLS = ["grpc", "http/protobuf"]
+STATUS_ERROR = 2
+
+
+def _endpoint(sink: OtlpSink, protocol: str) -> str:
+    return sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_slow_tags_statuses_and_service_on_exported_spans(otlp_sink: OtlpSink, protocol: str) -> None:
+    run = run_scenario(
+        "slow_tags",
+        **otlp_variables(_endpoint(otlp_sink, protocol), protocol, OTEL_SERVICE_NAME="checkout",
+                         OTEL_EXT_SLOW_THRESHOLDS="db.*=50"),
+    )
+    assert run.returncode == 0, run.stderr
+    spans = {span.name: span for span in otlp_sink.wait_for_spans(5)}
+    assert set(spans) == {"op.slow", "op.boundary", "op.fast", "db.query", "op.failing"}
+    slow = {name for name, span in spans.items() if span.attributes.get("otel_ext.slow") is True}
+    assert slow == {"op.slow", "op.boundary", "db.query"}, "tags exactly on spans >= their threshold"
+    assert spans["op.slow"].attributes["otel_ext.slow_threshold_ms"] == 1000
+    assert spans["db.query"].attributes["otel_ext.slow_threshold_ms"] == 50
+    assert "otel_ext.slow_threshold_ms" not in spans["op.fast"].attributes
+    assert spans["op.failing"].status_code == STATUS_ERROR
+    assert spans["op.failing"].status_message == "db timeout on primary"
+    assert all(span.resource["service.name"] == "checkout" for span in spans.values())
+    assert "warn" not in run.stderr.lower(), run.stderr
+
+    stats = {op["name"]: op for op in run.result}  # type: ignore[union-attr]
+    assert stats["op.slow"]["count"] == 1 and stats["op.slow"]["slow_count"] == 1
+    assert math.isclose(stats["op.slow"]["p50_ms"], 1200, rel_tol=0.01)
+    assert stats["op.boundary"]["slow_count"] == 1 and stats["op.fast"]["slow_count"] == 0
+    assert stats["op.failing"]["error_count"] == 1 and stats["op.failing"]["success_rate"] == 0.0
+    assert stats["op.slow"]["slowest"][0]["trace_id"] == spans["op.slow"].trace_id

@@ -1,0 +1,145 @@
+"""Shared helpers for the processors/ tests (independent of the code under test)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import select
+import signal
+import time
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import Span, SpanKind, Tracer
+
+# A fixed "now", divisible by every default slot width (10 s, 50 s, 150 s, 600 s).
+T0_NS = 1_750_000_200 * 1_000_000_000
+assert all(T0_NS % (w * 1_000_000_000 // 6) == 0 for w in (60, 300, 900, 3600))
+
+NS_PER_MS = 1_000_000
+
+
+def exact_quantile(samples: Sequence[float], quantile: float) -> float:
+    """Nearest-rank quantile computed exactly: sorted[max(1, ceil(q*n)) - 1].
+
+    ``q`` is converted through its decimal text so 0.95 means exactly 95/100.
+    """
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(Fraction(str(quantile)) * len(ordered)))
+    return ordered[rank - 1]
+
+
+def relative_error(estimate: float, exact: float) -> float:
+    if exact == 0:
+        return 0.0 if estimate == 0 else math.inf
+    return abs(estimate - exact) / abs(exact)
+
+
+class SeededIdGenerator(IdGenerator):
+    """Deterministic trace/span ids so sampling expectations are reproducible."""
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def generate_trace_id(self) -> int:
+        while True:
+            value = self._random.getrandbits(128)
+            if value:
+                return value
+
+    def generate_span_id(self) -> int:
+        while True:
+            value = self._random.getrandbits(64)
+            if value:
+                return value
+
+
+class CollectingProcessor(SpanProcessor):
+    """Keeps every ended span it is handed (the exact object)."""
+
+    def __init__(self) -> None:
+        self.ended: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span)
+
+
+def provider_with(
+    *processors: SpanProcessor, service: str = "checkout", resource: Resource | None = None, **kwargs: Any
+) -> TracerProvider:
+    provider = TracerProvider(resource=resource or Resource.create({"service.name": service}), **kwargs)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def emit(
+    tracer: Tracer,
+    name: str,
+    end_ns: int,
+    duration_ns: int,
+    kind: SpanKind = SpanKind.INTERNAL,
+    configure: Callable[[Span], None] | None = None,
+    **start_kwargs: Any,
+) -> Span:
+    """Start and end one span with an exact duration ending at ``end_ns``."""
+    span = tracer.start_span(name, kind=kind, start_time=end_ns - duration_ns, **start_kwargs)
+    if configure is not None:
+        configure(span)
+    span.end(end_time=end_ns)
+    return span
+
+
+def run_in_child(body: Callable[[], dict[str, Any]], timeout_s: float = 20.0) -> dict[str, Any]:
+    """Fork, run ``body`` in the child, return its JSON-able result to the parent.
+
+    The child always leaves through ``os._exit``; a hung child is killed by pid.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(read_fd)
+            try:
+                payload = {"ok": True, "result": body()}
+            except BaseException as error:  # noqa: BLE001 - report everything to the parent
+                payload = {"ok": False, "error": repr(error)}
+            os.write(write_fd, json.dumps(payload).encode())
+            os.close(write_fd)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("forked child did not answer in time")
+            ready, _, _ = select.select([read_fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"child exited with status {status}"
+    payload = json.loads(b"".join(chunks).decode())
+    assert payload["ok"], f"child failed: {payload.get('error')}"
+    return payload["result"]
