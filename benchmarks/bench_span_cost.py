@@ -24,12 +24,14 @@ from importlib.metadata import version
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.trace import SpanContext, SpanKind, Tracer
 
 from processors import (
     IsolatingSpanProcessor,
     OperationStatsProcessor,
     OperationStatsStore,
+    RecordUnsampledSampler,
     SpanPipelineExporter,
     ThresholdRules,
     refresh_process_pid,
@@ -85,7 +87,9 @@ def with_otel_ext() -> tuple[Config, OperationStatsStore]:
     exporter = NoOpExporter()
     store = OperationStatsStore(rules())
     provider = TracerProvider(
-        resource=Resource.create({"service.name": "bench"}), active_span_processor=IsolatingSpanProcessor()
+        sampler=RecordUnsampledSampler(DEFAULT_ON),
+        resource=Resource.create({"service.name": "bench"}),
+        active_span_processor=IsolatingSpanProcessor(),
     )
     provider.add_span_processor(OperationStatsProcessor(store))
     steps = (tag_slow_spans(store.rules), refresh_process_pid())

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.util.types import AttributeValue
 
 from processors._internal.errors import report_once
@@ -40,33 +42,45 @@ SLOW_THRESHOLD_ATTRIBUTE = "otel_ext.slow_threshold_ms"
 PROCESS_PID_ATTRIBUTE = "process.pid"
 
 SpanStep = Callable[[ReadableSpan], ReadableSpan]
+T = TypeVar("T")
 
 
-def _rebuild(span: ReadableSpan, **changes: object) -> ReadableSpan:
-    """A copy of ``span`` with some constructor arguments replaced."""
-    fields: dict[str, object] = {
-        "name": span.name,
-        "context": span.context,
-        "parent": span.parent,
-        "resource": span.resource,
-        "attributes": span.attributes,
-        "events": span.events,
-        "links": span.links,
-        "kind": span.kind,
-        "status": span.status,
-        "start_time": span.start_time,
-        "end_time": span.end_time,
-        "instrumentation_scope": span.instrumentation_scope,
-    }
-    fields.update(changes)
-    return ReadableSpan(**fields)  # type: ignore[arg-type]
+def _rebuild(
+    span: ReadableSpan, extra_attributes: Mapping[str, AttributeValue] | None = None, resource: Resource | None = None
+) -> ReadableSpan:
+    """A copy of ``span`` with attributes added or the resource replaced.
+
+    Attributes, events and links are copied into bounded containers carrying
+    the original dropped counts, which exporters report.
+    """
+    attributes = BoundedAttributes(maxlen=None, attributes={**(span.attributes or {}), **(extra_attributes or {})},
+                                   immutable=True)
+    attributes.dropped = span.dropped_attributes
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=resource or span.resource,
+        attributes=attributes,
+        events=_bounded(span.events, span.dropped_events),
+        links=_bounded(span.links, span.dropped_links),
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _bounded(items: Sequence[T], dropped: int) -> BoundedList:
+    bounded = BoundedList.from_seq(None, items)
+    bounded.dropped = dropped
+    return bounded
 
 
 def with_attributes(span: ReadableSpan, extra: Mapping[str, AttributeValue]) -> ReadableSpan:
     """A copy of ``span`` with ``extra`` attributes added; dropped counts are kept."""
-    attributes = BoundedAttributes(maxlen=None, attributes={**(span.attributes or {}), **extra}, immutable=True)
-    attributes.dropped = span.dropped_attributes
-    return _rebuild(span, attributes=attributes)
+    return _rebuild(span, extra_attributes=extra)
 
 
 def with_resource(span: ReadableSpan, resource: Resource) -> ReadableSpan:
@@ -95,15 +109,24 @@ def refresh_process_pid() -> SpanStep:
     """Step: in a forked child, export spans under the child's ``process.pid``.
 
     The resource is built once in the parent; without this, every worker of a
-    pre-fork server would report the parent's pid.
+    pre-fork server would report the parent's pid. Until a fork happens the
+    step costs one attribute check per span.
     """
-    configured_pid = os.getpid()
+    child_pid: list[int] = []  # set in a forked child; empty means nothing to do
     fixed: dict[int, tuple[Resource, Resource]] = {}
 
+    def remember_child_pid() -> None:
+        child_pid[:] = [os.getpid()]
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=remember_child_pid)
+
     def refresh(span: ReadableSpan) -> ReadableSpan:
-        pid = os.getpid()
+        if not child_pid:
+            return span
+        pid = child_pid[0]
         resource = span.resource
-        if pid == configured_pid or resource.attributes.get(PROCESS_PID_ATTRIBUTE) in (None, pid):
+        if resource.attributes.get(PROCESS_PID_ATTRIBUTE) in (None, pid):
             return span
         cached = fixed.get(id(resource))
         if cached is None or cached[0] is not resource or cached[1].attributes[PROCESS_PID_ATTRIBUTE] != pid:
@@ -126,15 +149,20 @@ class SpanPipelineExporter(SpanExporter):
         self.steps = tuple(steps)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.exporter.export([self._apply(span) for span in spans])
-
-    def _apply(self, span: ReadableSpan) -> ReadableSpan:
         for step in self.steps:
             try:
-                span = step(span)
-            except Exception as error:  # noqa: BLE001 - export the span as it is rather than lose it
-                report_once(_logger, f"span step {getattr(step, '__qualname__', step)!s}", error)
-        return span
+                spans = [step(span) for span in spans]
+            except Exception:  # noqa: BLE001 - find the failing spans one by one, keep them as they are
+                spans = [self._apply(step, span) for span in spans]
+        return self.exporter.export(spans)
+
+    @staticmethod
+    def _apply(step: SpanStep, span: ReadableSpan) -> ReadableSpan:
+        try:
+            return step(span)
+        except Exception as error:  # noqa: BLE001 - export the span as it is rather than lose it
+            report_once(_logger, f"span step {getattr(step, '__qualname__', step)!s}", error)
+            return span
 
     def shutdown(self) -> None:
         self.exporter.shutdown()

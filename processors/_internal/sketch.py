@@ -73,7 +73,12 @@ class LogHistogram:
         if value <= 0:
             self.zero_count += 1
             return
-        self._increment(self.bucket_index(value), 1)
+        index = math.ceil(math.log(value) * self._inv_log_gamma)
+        position = index - self._offset
+        if 0 <= position < len(self._counts):
+            self._counts[position] += 1  # the common case, inlined: the stats store adds every span
+        else:
+            self._increment(index, 1)
 
     def merge(self, other: LogHistogram) -> None:
         """Add ``other``'s counts into this histogram (same accuracy assumed)."""
@@ -109,12 +114,10 @@ class LogHistogram:
             self._offset = index
             counts.append(amount)
             return
+        # Too wide a range: a value below the lowest bucket the budget allows is counted in that bucket.
+        index = max(index, self._offset + len(counts) - self._max_buckets)
         position = index - self._offset
         if position < 0:
-            if len(counts) - position > self._max_buckets:
-                # Too wide: fold the new low value into the lowest kept bucket.
-                counts[0] += amount
-                return
             self._counts = counts = _zeros(-position) + counts
             self._offset = index
             position = 0

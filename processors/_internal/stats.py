@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ DEFAULT_MAX_OPERATIONS = 500
 DEFAULT_SLOWEST_KEPT = 5
 OVERFLOW_OPERATION = "otel_ext.overflow"
 SLOTS_PER_WINDOW = 6
-_DRAIN_BATCH = 128
+_DRAIN_BATCH = 64
 _PENDING_LIMIT = 50_000
 _NS_PER_MS = 1_000_000
 
@@ -74,7 +75,7 @@ class OperationStats:
 
 
 class _Slot:
-    """Everything recorded for one operation in one time slot of one window."""
+    """Everything recorded for one operation in one time slot."""
 
     __slots__ = ("index", "errors", "slow", "histogram", "slowest")
 
@@ -85,14 +86,27 @@ class _Slot:
         self.histogram = LogHistogram()
         self.slowest: list[tuple[int, int, int, int]] = []
 
+    def merge(self, other: _Slot, slowest_kept: int) -> None:
+        self.histogram.merge(other.histogram)
+        self.errors += other.errors
+        self.slow += other.slow
+        self.slowest = heapq.nlargest(slowest_kept, self.slowest + other.slowest)
+        heapq.heapify(self.slowest)
+
 
 class _Operation:
-    __slots__ = ("service", "name", "kind", "rings")
+    """An operation's open slot (the newest base slot) and, per window, a ring of closed slots."""
 
-    def __init__(self, service: str, name: str, kind: SpanKind, window_count: int) -> None:
+    __slots__ = ("service", "name", "kind", "threshold_ns", "open", "rings")
+
+    def __init__(
+        self, service: str, name: str, kind: SpanKind, threshold_ns: int | None, window_count: int
+    ) -> None:
         self.service = service
         self.name = name
         self.kind = kind
+        self.threshold_ns = threshold_ns
+        self.open: _Slot | None = None
         self.rings: list[list[_Slot | None]] = [[None] * SLOTS_PER_WINDOW for _ in range(window_count)]
 
 
@@ -109,6 +123,10 @@ class OperationStatsStore:
     histogram, and operations beyond ``max_operations`` fold into one
     ``otel_ext.overflow`` operation. A window therefore covers the last
     ``window`` seconds at a resolution of one slot.
+
+    Cost: a span updates only its operation's open slot, whose width is the
+    greatest common divisor of the windows' slot widths (10 s by default);
+    when a newer slot opens, the closed one is merged into every window once.
     """
 
     def __init__(
@@ -127,6 +145,8 @@ class OperationStatsStore:
         self.slowest_kept = slowest_kept
         self._clock = clock
         self._slot_width_ns = [window * 1_000_000_000 // SLOTS_PER_WINDOW for window in self.windows_s]
+        self._base_width_ns = math.gcd(*self._slot_width_ns)
+        self._slots_per_base = [width // self._base_width_ns for width in self._slot_width_ns]
         self._pending: deque[ReadableSpan] = deque()
         self._init_aggregates()
         if hasattr(os, "register_at_fork"):
@@ -160,8 +180,8 @@ class OperationStatsStore:
         ``operation`` is an exact name or a glob (``GET /books*``).
         """
         window_position = self.windows_s.index(window_s)
-        width = self._slot_width_ns[window_position]
-        oldest_slot = self._clock() // width - (SLOTS_PER_WINDOW - 1)
+        oldest_slot = self._clock() // self._slot_width_ns[window_position] - (SLOTS_PER_WINDOW - 1)
+        slots_per_base = self._slots_per_base[window_position]
         result = []
         with self._lock:
             self._drain()
@@ -171,6 +191,8 @@ class OperationStatsStore:
                 if operation is not None and not fnmatchcase(op.name, operation):
                     continue
                 slots = [slot for slot in op.rings[window_position] if slot is not None and slot.index >= oldest_slot]
+                if op.open is not None and op.open.index // slots_per_base >= oldest_slot:
+                    slots.append(op.open)
                 stats = self._summarise(op, slots)
                 if stats is not None:
                     result.append(stats)
@@ -228,27 +250,51 @@ class OperationStatsStore:
         start, end = span.start_time, span.end_time
         if start is None or end is None:
             return
-        duration = max(0, end - start)
+        duration = end - start if end > start else 0
         operation = self._operation_for(span)
-        errored = span.status.status_code is StatusCode.ERROR
-        slow = self.rules.is_slow(operation.name, duration)
-        context = span.context
-        candidate = (duration, end, context.trace_id, context.span_id)
-        for ring, width in zip(operation.rings, self._slot_width_ns):
-            index = end // width
+        index = end // self._base_width_ns
+        slot = operation.open
+        if slot is None or slot.index < index:
+            if slot is not None:
+                self._close(operation, slot)
+            slot = operation.open = _Slot(index)
+        elif slot.index > index:
+            # Ended before the open slot (queued out of order): goes straight to the windows.
+            slot = _Slot(index)
+            self._add(slot, span, duration, operation)
+            self._close(operation, slot)
+            return
+        self._add(slot, span, duration, operation)
+
+    def _add(self, slot: _Slot, span: ReadableSpan, duration: int, operation: _Operation) -> None:
+        slot.histogram.add(duration)
+        if span.status.status_code is StatusCode.ERROR:
+            slot.errors += 1
+        threshold_ns = operation.threshold_ns
+        if threshold_ns is None:  # the overflow operation: each span keeps its own threshold
+            threshold_ns = self.rules.for_name(span.name)[0]
+        if duration >= threshold_ns:
+            slot.slow += 1
+        slowest = slot.slowest
+        if len(slowest) < self.slowest_kept or duration > slowest[0][0]:
+            context = span.context
+            candidate = (duration, span.end_time or 0, context.trace_id, context.span_id)
+            if len(slowest) < self.slowest_kept:
+                heapq.heappush(slowest, candidate)
+            else:
+                heapq.heapreplace(slowest, candidate)
+
+    def _close(self, operation: _Operation, closed: _Slot) -> None:
+        """Merge a closed base slot into the slot of each window that contains it."""
+        for ring, slots_per_base in zip(operation.rings, self._slots_per_base):
+            index = closed.index // slots_per_base
             position = index % SLOTS_PER_WINDOW
             slot = ring[position]
             if slot is None or slot.index < index:
                 slot = ring[position] = _Slot(index)
             elif slot.index > index:
                 continue  # older than this window reaches back
-            slot.histogram.add(duration)
-            slot.errors += errored
-            slot.slow += slow
-            if len(slot.slowest) < self.slowest_kept:
-                heapq.heappush(slot.slowest, candidate)
-            elif candidate > slot.slowest[0]:
-                heapq.heapreplace(slot.slowest, candidate)
+            slot.merge(closed, self.slowest_kept)
 
     def _operation_for(self, span: ReadableSpan) -> _Operation:
         resource = span.resource
@@ -272,7 +318,8 @@ class OperationStatsStore:
                 )
             if operation is not None:
                 return operation
-        operation = self._operations[key] = _Operation(key[0], key[1], key[2], len(self.windows_s))
+        threshold_ns = None if key[1] == OVERFLOW_OPERATION else self.rules.for_name(key[1])[0]
+        operation = self._operations[key] = _Operation(key[0], key[1], key[2], threshold_ns, len(self.windows_s))
         return operation
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -43,3 +44,21 @@ def test_slow_tags_statuses_and_service_on_exported_spans(otlp_sink: OtlpSink, p
     assert stats["op.boundary"]["slow_count"] == 1 and stats["op.fast"]["slow_count"] == 0
     assert stats["op.failing"]["error_count"] == 1 and stats["op.failing"]["success_rate"] == 0.0
     assert stats["op.slow"]["slowest"][0]["trace_id"] == spans["op.slow"].trace_id
+
+
+def test_bad_own_variable_warns_and_app_runs_on_default(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("slow_tags", **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_EXT_SLOW_THRESHOLD_MS="fast"))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("OTEL_EXT_SLOW_THRESHOLD_MS='fast' is invalid") == 1
+    assert "expected a number of ms >= 0, e.g. 1000; using the default" in run.stderr
+    spans = {span.name: span for span in otlp_sink.wait_for_spans(5)}
+    assert spans["op.boundary"].attributes["otel_ext.slow_threshold_ms"] == 1000
+    assert "otel_ext.slow" not in spans["op.fast"].attributes
+
+
+def test_sdk_disabled_sets_nothing_up(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("short_lived", "return",
+                       **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_SDK_DISABLED="true"))
+    assert run.returncode == 0, run.stderr
+    time.sleep(1.0)
+    assert otlp_sink.requests == []

@@ -150,11 +150,6 @@ def test_tagged_copy_keeps_dropped_attribute_count() -> None:
     assert exported.attributes[SLOW_ATTRIBUTE] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: pipeline.py:53-54 _rebuild passes span.events/span.links (plain tuples), so the copy's "
-    "dropped_events/dropped_links become 0",
-)
 def test_tagged_copy_keeps_dropped_event_and_link_counts() -> None:
     """Guards the exported span under-reporting dropped events and links."""
     rig = make_rig([tag_slow_spans(ThresholdRules())], limits=SpanLimits(max_events=2, max_links=1))
@@ -265,11 +260,6 @@ def test_refresh_process_pid_in_forked_child() -> None:
     assert rig.exported.get_finished_spans()[-1].resource.attributes["process.pid"] == parent_pid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: pipeline.py:52 _rebuild passes span.attributes (a MappingProxyType, not BoundedAttributes), "
-    "so with_resource/refresh_process_pid resets dropped_attributes to 0",
-)
 def test_refresh_process_pid_keeps_dropped_attribute_count() -> None:
     """Guards forked workers under-reporting dropped attributes."""
     resource = Resource.create({"service.name": "web", "process.pid": os.getpid()})

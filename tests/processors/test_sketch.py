@@ -164,12 +164,6 @@ def test_memory_bounded_with_small_budget(max_buckets: int) -> None:
     assert checked >= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sketch.py:114-117 folds a too-low value into counts[0] (the lowest bucket *so far*), not the "
-    "lowest bucket the budget allows; buckets added below it later rank beneath the folded values, so "
-    "mid/high percentiles depend on insertion order",
-)
 def test_folding_keeps_high_percentiles_independent_of_insertion_order() -> None:
     """Guards folded low outliers being counted *above* later mid-range values (wrong p75)."""
     histogram = LogHistogram(max_buckets=100)

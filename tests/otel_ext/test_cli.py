@@ -1,0 +1,57 @@
+"""The ``otel-ext`` command: ``check`` lists every problem; ``demo`` runs the shop and prints the right table."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.processes import clean_environment
+
+CLI = Path(sys.executable).parent / "otel-ext"
+
+
+def _run(*arguments: str, timeout: float = 120, **variables: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own command
+        [str(CLI), *arguments], env=clean_environment(**variables), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_check_passes_on_a_clean_environment() -> None:
+    completed = _run("check")
+    assert completed.returncode == 0
+    assert completed.stdout.strip() == "otel-ext configuration OK"
+
+
+def test_check_lists_every_problem_and_exits_non_zero() -> None:
+    completed = _run("check", OTEL_EXT_SLOW_THRESHOLD_MS="-1", OTEL_EXT_MONITOR_PORT="http",
+                     OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="5")
+    assert completed.returncode == 1
+    problems = [line for line in completed.stdout.splitlines() if line.startswith("problem: ")]
+    assert [re.match(r"problem: (\w+)=", line)[1] for line in problems] == [  # type: ignore[index]
+        "OTEL_EXT_SLOW_THRESHOLD_MS",
+        "OTEL_EXT_MONITOR_PORT",
+        "OTEL_TRACES_SAMPLER_ARG",
+    ]
+    assert "3 problem(s) found" in completed.stdout
+
+
+def test_demo_table_shows_slow_and_failing_endpoints(tmp_path: Path) -> None:
+    completed = _run("demo", "--requests", "120", "--output", str(tmp_path / "demo"), timeout=90)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    rows = {}
+    for line in completed.stdout.splitlines():
+        match = re.match(r"\s+(.+?)\s+(server|client|internal)\s+(\d+)\s+([\d.]+)%\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$", line)
+        if match:
+            rows[match[1]] = (int(match[3]), float(match[4]), float(match[5]), int(match[8]))
+    search_calls, search_success, search_p50, search_slow = rows["GET /search"]
+    assert search_slow == search_calls > 0 and search_success == 100.0 and search_p50 >= 1000
+    checkout_calls, checkout_success, _, _ = rows["POST /checkout"]
+    failed = checkout_calls // 4  # the shop declines exactly every 4th payment
+    assert checkout_success == round(100 * (checkout_calls - failed) / checkout_calls, 1)
+    assert rows["GET /books"][1] == 100.0 and rows["GET /books"][3] == 0
+    spans_line = next(line for line in completed.stdout.splitlines() if line.startswith("Traces: "))
+    spans, slow = map(int, re.match(r"Traces: (\d+) spans .*\((\d+) tagged", spans_line).groups())  # type: ignore[union-attr]
+    assert slow == search_calls and spans > 120
+    assert (tmp_path / "demo" / "spans.jsonl").exists()
