@@ -96,9 +96,9 @@ def tag_slow_spans(rules: ThresholdRules) -> SpanStep:
     def tag(span: ReadableSpan) -> ReadableSpan:
         if span.start_time is None or span.end_time is None:
             return span
-        threshold_ns, threshold_ms = rules.for_name(span.name)
-        if span.end_time - span.start_time < threshold_ns:
+        if not rules.is_slow(span.name, span.end_time - span.start_time):
             return span
+        threshold_ms = rules.for_name(span.name)[1]
         shown: float | int = int(threshold_ms) if float(threshold_ms).is_integer() else threshold_ms
         return with_attributes(span, {SLOW_ATTRIBUTE: True, SLOW_THRESHOLD_ATTRIBUTE: shown})
 

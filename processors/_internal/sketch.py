@@ -59,10 +59,6 @@ class LogHistogram:
         self.min = math.inf
         self.max = 0.0
 
-    def bucket_index(self, value: float) -> int:
-        """Index of the bucket holding ``value`` (> 0)."""
-        return math.ceil(math.log(value) * self._inv_log_gamma)
-
     def add(self, value: float) -> None:
         """Record one value; values <= 0 count as exact zeros."""
         self.count += 1

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -130,3 +132,34 @@ def test_port_range_takes_next_free_port(store: OperationStatsStore, monitor: Mo
         assert _get(second.url)[0] == 200  # type: ignore[arg-type]
     finally:
         second.stop()
+
+
+def test_forked_child_serves_its_own_stats_on_the_next_port(store: OperationStatsStore, monitor: MonitorServer) -> None:
+    """Pre-fork servers: the child must not crash on the parent's port; with a range it takes the next one."""
+    parent_port = int(monitor.url.split(":")[2].split("/")[0])  # type: ignore[union-attr]
+    ranged = MonitorServer(store, "127.0.0.1", (parent_port, parent_port + 20))
+    assert ranged.start() and ranged.url != monitor.url
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            deadline = time.monotonic() + 5
+            while ranged.url is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            status, body = _get(ranged.url) if ranged.url else (0, {})
+            os.write(write_end, json.dumps([ranged.url, status, body]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        child_url, child_status, child_body = json.loads(os.read(read_end, 65536))
+    finally:
+        os.waitpid(child, 0)
+        os.close(read_end)
+    try:
+        assert child_url not in (None, monitor.url, ranged.url)
+        assert child_status == 200 and child_body["operations"] == [], "a forked worker's statistics start empty"
+        parent_status, parent_body = _get(ranged.url)  # type: ignore[arg-type]
+        assert parent_status == 200 and {op["name"] for op in parent_body["operations"]} == {"GET /books", "GET /search", "SELECT"}
+    finally:
+        ranged.stop()
