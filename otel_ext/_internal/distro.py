@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # module is "type: ignore" upstream
 from opentelemetry.sdk._configuration import _BaseConfigurator
 from opentelemetry.sdk.resources import TELEMETRY_AUTO_VERSION
 

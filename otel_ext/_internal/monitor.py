@@ -135,8 +135,7 @@ class MonitorServer:
     def url(self) -> str | None:
         if self._server is None:
             return None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{PERFORMANCE_PATH}"
+        return f"http://{self.host}:{self._server.server_port}{PERFORMANCE_PATH}"
 
     def start(self) -> bool:
         """Bind and serve; logs and returns False when every port is taken."""

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,7 +30,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, dict[str, object]]:
+def _get(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, json.load(response)
@@ -56,6 +57,11 @@ def store() -> OperationStatsStore:
     return store
 
 
+def _port_of(server: MonitorServer) -> int:
+    assert server.url is not None
+    return int(server.url.split(":")[2].split("/")[0])
+
+
 @pytest.fixture
 def monitor(store: OperationStatsStore) -> Iterator[MonitorServer]:
     port = _free_port()
@@ -69,7 +75,7 @@ def test_performance_json_has_exact_values(monitor: MonitorServer) -> None:
     status, body = _get(f"{monitor.url}?window=5m&operation=GET%20/books*")
     assert status == 200
     assert body["window"] == "5m" and body["window_seconds"] == 300
-    (books,) = body["operations"]  # type: ignore[misc]
+    (books,) = body["operations"]
     assert books["name"] == "GET /books" and books["kind"] == "SERVER"
     assert books["count"] == 100 and books["error_count"] == 10
     assert books["success_rate"] == pytest.approx(0.9)
@@ -84,11 +90,11 @@ def test_performance_json_has_exact_values(monitor: MonitorServer) -> None:
 
 def test_kind_filter_and_slow_count(monitor: MonitorServer) -> None:
     _, body = _get(f"{monitor.url}?window=1m&kind=server")
-    names = {op["name"]: op for op in body["operations"]}  # type: ignore[union-attr]
+    names = {op["name"]: op for op in body["operations"]}
     assert set(names) == {"GET /books", "GET /search"}
     assert names["GET /search"]["slow_count"] == 1 and names["GET /search"]["max_ms"] == 1200.0
     _, body = _get(f"{monitor.url}?kind=CLIENT")
-    assert [op["name"] for op in body["operations"]] == ["SELECT"]  # type: ignore[union-attr]
+    assert [op["name"] for op in body["operations"]] == ["SELECT"]
 
 
 @pytest.mark.parametrize(
@@ -109,13 +115,13 @@ def test_bad_query_parameters_get_400_with_message(monitor: MonitorServer, query
 
 
 def test_unknown_path_is_404_json(monitor: MonitorServer) -> None:
-    status, body = _get(monitor.url.replace("/monitoring/performance", "/metrics"))  # type: ignore[union-attr]
+    status, body = _get(f"http://127.0.0.1:{_port_of(monitor)}/metrics")
     assert status == 404 and "monitoring/performance" in str(body["error"])
 
 
 def test_taken_port_is_logged_not_raised(store: OperationStatsStore, monitor: MonitorServer,
                                          caplog: pytest.LogCaptureFixture) -> None:
-    taken = int(monitor.url.split(":")[2].split("/")[0])  # type: ignore[union-attr]
+    taken = _port_of(monitor)
     second = MonitorServer(store, "127.0.0.1", (taken, taken))
     with caplog.at_level(logging.WARNING, logger="otel_ext.monitor"):
         assert second.start() is False
@@ -124,19 +130,19 @@ def test_taken_port_is_logged_not_raised(store: OperationStatsStore, monitor: Mo
 
 
 def test_port_range_takes_next_free_port(store: OperationStatsStore, monitor: MonitorServer) -> None:
-    taken = int(monitor.url.split(":")[2].split("/")[0])  # type: ignore[union-attr]
+    taken = _port_of(monitor)
     second = MonitorServer(store, "127.0.0.1", (taken, taken + 20))
     try:
         assert second.start()
         assert second.url != monitor.url
-        assert _get(second.url)[0] == 200  # type: ignore[arg-type]
+        assert _get(f"{second.url}")[0] == 200
     finally:
         second.stop()
 
 
 def test_forked_child_serves_its_own_stats_on_the_next_port(store: OperationStatsStore, monitor: MonitorServer) -> None:
     """Pre-fork servers: the child must not crash on the parent's port; with a range it takes the next one."""
-    parent_port = int(monitor.url.split(":")[2].split("/")[0])  # type: ignore[union-attr]
+    parent_port = _port_of(monitor)
     ranged = MonitorServer(store, "127.0.0.1", (parent_port, parent_port + 20))
     assert ranged.start() and ranged.url != monitor.url
     read_end, write_end = os.pipe()
@@ -159,7 +165,7 @@ def test_forked_child_serves_its_own_stats_on_the_next_port(store: OperationStat
     try:
         assert child_url not in (None, monitor.url, ranged.url)
         assert child_status == 200 and child_body["operations"] == [], "a forked worker's statistics start empty"
-        parent_status, parent_body = _get(ranged.url)  # type: ignore[arg-type]
+        parent_status, parent_body = _get(f"{ranged.url}")
         assert parent_status == 200 and {op["name"] for op in parent_body["operations"]} == {"GET /books", "GET /search", "SELECT"}
     finally:
         ranged.stop()

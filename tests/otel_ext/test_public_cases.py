@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.support.otlp_sink import OtlpSink
-from tests.support.processes import free_port, otlp_variables, run_scenario
+from tests.support.processes import free_port, otlp_variables, run_plain, run_scenario
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 STATUS_OK, STATUS_ERROR = 1, 2
@@ -26,9 +26,9 @@ def test_b02_failing_processor_does_not_replace_app_exception() -> None:
     run = run_scenario("failing_processor", OTEL_TRACES_EXPORTER="none", OTEL_EXT_MONITOR_PORT=str(free_port()))
     assert run.returncode == 0, run.stderr
     outcome = run.result
-    assert outcome["seen"] == ["ValueError: app"]  # type: ignore[index]
-    assert outcome["later_received"] == 20, "processors after the broken one still get every span"  # type: ignore[index]
-    (op,) = outcome["stats"]  # type: ignore[index]
+    assert outcome["seen"] == ["ValueError: app"]
+    assert outcome["later_received"] == 20, "processors after the broken one still get every span"
+    (op,) = outcome["stats"]
     assert (op["name"], op["count"], op["error_count"]) == ("op", 20, 20)
     assert run.stderr.count("Broken.on_end failed") == 1, "logged once per cause, not once per span"
 
@@ -120,7 +120,7 @@ def test_b11_service_name_precedence_under_zero_code(otlp_sink: OtlpSink) -> Non
     assert run.returncode == 0
     resources = [span.resource for span in otlp_sink.wait_for_spans(5)]
     assert {(r["service.name"], r["team"]) for r in resources} == {("checkout", "pay")}
-    assert {op["service"] for op in run.result} == {"checkout"}  # type: ignore[union-attr]
+    assert {op["service"] for op in run.result} == {"checkout"}
 
 
 def test_b11_unset_service_name_is_never_empty(otlp_sink: OtlpSink) -> None:
@@ -134,8 +134,8 @@ def test_b12_configure_after_zero_code_exports_each_span_once(otlp_sink: OtlpSin
     run = run_scenario("configure_twice", **otlp_variables(otlp_sink.grpc_endpoint, "grpc"))
     assert run.returncode == 0, run.stderr
     outcome = run.result
-    assert outcome["same"] is True  # type: ignore[index]
-    (op,) = outcome["stats"]  # type: ignore[index]
+    assert outcome["same"] is True
+    (op,) = outcome["stats"]
     assert op["count"] == 10
     otlp_sink.wait_for_spans(10)
     time.sleep(0.5)
@@ -158,7 +158,7 @@ def test_b13_counts_are_exact_under_sampling(otlp_sink: OtlpSink) -> None:
                                                            OTEL_TRACES_SAMPLER="traceidratio",
                                                            OTEL_TRACES_SAMPLER_ARG="0.25"))
     assert run.returncode == 0, run.stderr
-    (op,) = run.result  # type: ignore[misc]
+    (op,) = run.result
     assert op["count"] == 4000, "unsampled spans are measured, not lost"
     time.sleep(1.0)
     spans = otlp_sink.spans()
@@ -187,20 +187,20 @@ def test_b25_context_reaches_pool_threads_and_tasks(otlp_sink: OtlpSink) -> None
         children = [span for span in spans if span.name == child_name]
         assert sorted(child.attributes["index"] for child in children) == [0, 1, 2, 3, 4]
         assert {(child.trace_id, child.parent_span_id) for child in children} == {(parent.trace_id, parent.span_id)}
-    counts = {op["name"]: op["count"] for op in run.result}  # type: ignore[union-attr]
+    counts = {op["name"]: op["count"] for op in run.result}
     assert counts["item"] == 5 and counts["task"] == 5
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_b05_unreachable_collector_never_blocks_and_exit_is_bounded(protocol: str) -> None:
     started = time.monotonic()
-    run = run_scenario("many_spans_and_a_metric", timeout=30, OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp",
+    run = run_scenario("many_spans_and_a_metric", OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp",
                        OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:1",
                        OTEL_EXPORTER_OTLP_TIMEOUT="1")
     wall = time.monotonic() - started
     assert run.returncode == 0, run.stderr
     # Generous bounds: the failure mode is a hang of a minute or more, not a few ms of noise.
-    assert run.result["end_1000_spans_s"] < 0.5  # type: ignore[index]
+    assert run.result["end_1000_spans_s"] < 0.5
     assert wall <= 10, wall
     assert "Traceback" not in run.stderr
     assert "Failed to export" in run.stderr or "Transient error" in run.stderr
@@ -216,18 +216,18 @@ def test_b05_non_numeric_timeout_is_reported_and_spans_still_leave(otlp_sink: Ot
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_b03_forked_children_export_their_spans_without_hanging(otlp_sink: OtlpSink, protocol: str) -> None:
-    run = run_scenario("fork_child_spans", instrumented=False, timeout=30,
+    run = run_plain("fork_child_spans",
                        **otlp_variables(_endpoint(otlp_sink, protocol), protocol))
     assert run.returncode == 0, run.stderr
     outcome = run.result
-    assert outcome["child_status"] == 0  # type: ignore[index]
+    assert outcome["child_status"] == 0
     spans = otlp_sink.wait_for_spans(11)  # 1 + 5 child + 4 pool + 1
     child = [span for span in spans if span.name == "child.op"]
     assert sorted(span.attributes["index"] for span in child) == [0, 1, 2, 3, 4]
-    assert {span.resource["process.pid"] for span in child} == {outcome["child_pid"]}  # type: ignore[index]
+    assert {span.resource["process.pid"] for span in child} == {outcome["child_pid"]}
     pool = [span for span in spans if span.name == "pool.op"]
     assert sorted(span.attributes["index"] for span in pool) == [0, 1, 2, 3]
-    assert outcome["parent_pid"] not in {span.resource["process.pid"] for span in pool}  # type: ignore[index]
+    assert outcome["parent_pid"] not in {span.resource["process.pid"] for span in pool}
     parent = [span for span in spans if span.name.startswith("parent.")]
     assert sorted(span.name for span in parent) == ["parent.after", "parent.before"]
-    assert {span.resource["process.pid"] for span in parent} == {outcome["parent_pid"]}  # type: ignore[index]
+    assert {span.resource["process.pid"] for span in parent} == {outcome["parent_pid"]}

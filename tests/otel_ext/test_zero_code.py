@@ -38,7 +38,7 @@ def test_slow_tags_statuses_and_service_on_exported_spans(otlp_sink: OtlpSink, p
     assert all(span.resource["service.name"] == "checkout" for span in spans.values())
     assert "warn" not in run.stderr.lower(), run.stderr
 
-    stats = {op["name"]: op for op in run.result}  # type: ignore[union-attr]
+    stats = {op["name"]: op for op in run.result}
     assert stats["op.slow"]["count"] == 1 and stats["op.slow"]["slow_count"] == 1
     assert math.isclose(stats["op.slow"]["p50_ms"], 1200, rel_tol=0.01)
     assert stats["op.boundary"]["slow_count"] == 1 and stats["op.fast"]["slow_count"] == 0

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCENARIO = Path(__file__).resolve().parents[1] / "otel_ext" / "apps" / "scenario.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
@@ -21,7 +22,7 @@ class Run:
     stderr: str
 
     @property
-    def result(self) -> object:
+    def result(self) -> Any:
         lines = [line for line in self.stdout.splitlines() if line.startswith("RESULT ")]
         assert lines, f"no RESULT line; stderr:\n{self.stderr[-3000:]}"
         return json.loads(lines[-1][len("RESULT "):])
@@ -47,12 +48,19 @@ def clean_environment(**variables: str) -> dict[str, str]:
     return environment
 
 
-def run_scenario(*arguments: str, instrumented: bool = True, timeout: float = 60, **variables: str) -> Run:
-    command = [sys.executable, str(SCENARIO), *arguments]
-    if instrumented:
-        command.insert(0, str(INSTRUMENT))
+def run_scenario(*arguments: str, **variables: str) -> Run:
+    """The scenario under ``opentelemetry-instrument`` (zero-code), with ``variables`` set."""
+    return _run([str(INSTRUMENT), sys.executable, str(SCENARIO), *arguments], variables)
+
+
+def run_plain(*arguments: str, **variables: str) -> Run:
+    """The scenario as plain ``python``: the app calls ``otel_ext.configure()`` itself."""
+    return _run([sys.executable, str(SCENARIO), *arguments], variables)
+
+
+def _run(command: list[str], variables: dict[str, str]) -> Run:
     completed = subprocess.run(  # noqa: S603 - our own interpreter and script
-        command, env=clean_environment(**variables), capture_output=True, text=True, timeout=timeout
+        command, env=clean_environment(**variables), capture_output=True, text=True, timeout=60
     )
     return Run(completed.returncode, completed.stdout, completed.stderr)
 
