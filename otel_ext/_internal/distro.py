@@ -29,4 +29,4 @@ class OtelExtConfigurator(_BaseConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         version = kwargs.get("auto_instrumentation_version")
-        configure(**({TELEMETRY_AUTO_VERSION: version} if version else {}))
+        configure({TELEMETRY_AUTO_VERSION: version} if version else None)

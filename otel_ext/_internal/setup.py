@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from opentelemetry.util.types import AttributeValue
 
 from otel_ext._internal.config import (
     RATIO_SAMPLERS,
@@ -95,8 +96,11 @@ _configure_lock = threading.Lock()
 _active: OtelExt | None = None
 
 
-def configure(**resource_attributes: object) -> OtelExt:
+def configure(resource_attributes: Mapping[str, AttributeValue] | None = None) -> OtelExt:
     """Set up tracing with otel-ext from the environment; later calls reuse it.
+
+    ``resource_attributes`` add to the resource; ``OTEL_SERVICE_NAME`` and
+    ``OTEL_RESOURCE_ATTRIBUTES`` still win, as the specification says.
 
     Idempotent on purpose: under ``opentelemetry-instrument`` the configurator
     has already run, and a second pipeline would export every span twice.
@@ -113,14 +117,14 @@ def configure(**resource_attributes: object) -> OtelExt:
         for problem in problems + check_standard_variables(os.environ):
             _logger.warning("otel-ext: %s", problem)
         try:
-            _active = _build(settings, dict(resource_attributes))
+            _active = _build(settings, dict(resource_attributes or {}))
         except Exception:  # noqa: BLE001 - a broken setup must not stop the app
             _logger.exception("otel-ext: setup failed; the app runs without otel-ext")
             _active = OtelExt(settings)
         return _active
 
 
-def _build(settings: Settings, resource_attributes: dict[str, object]) -> OtelExt:
+def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -> OtelExt:
     if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
         _logger.info("otel-ext: %s=true; nothing is set up", OTEL_SDK_DISABLED)
         return OtelExt(settings)
@@ -178,12 +182,12 @@ def _exporter_args(name: str, settings: Settings, bad_timeout: bool) -> dict[str
     return {}
 
 
-def _resource(attributes: dict[str, object]) -> Resource:
+def _resource(attributes: dict[str, AttributeValue]) -> Resource:
     """The SDK's resource (env variables win, as the spec says) plus ``process.pid``.
 
     ``process.pid`` lets a forked worker's spans be told from its parent's.
     """
-    return Resource.create({"process.pid": os.getpid(), **attributes})  # type: ignore[dict-item]
+    return Resource.create({"process.pid": os.getpid(), **attributes})
 
 
 def _sampler(settings: Settings) -> Sampler:
