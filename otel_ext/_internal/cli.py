@@ -22,13 +22,20 @@ def check() -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otel-ext", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo", help="run the example shop under opentelemetry-instrument, drive traffic, print per-operation stats"
     )
-    demo_parser.add_argument("--requests", type=int, default=300, help="how many HTTP requests to send (default 300)")
+    demo_parser.add_argument("--requests", type=_positive, default=300, help="how many HTTP requests to send (default 300)")
     demo_parser.add_argument("--output", default="otel-ext-demo", help="folder for the spans file and app log")
     commands.add_parser("check", help="validate OTEL_* and OTEL_EXT_* variables; exit 1 listing every problem")
     arguments = parser.parse_args(argv)

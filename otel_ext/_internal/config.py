@@ -7,12 +7,15 @@ what is used instead); the app always starts, on defaults where needed.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from importlib.metadata import entry_points
+from pathlib import Path
 
+from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_HEADERS,
@@ -52,10 +55,13 @@ __all__ = [
     "window_label",
 ]
 
-T = TypeVar("T")
-
 RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
-_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
+_PROTOCOLS = ("grpc", "http/protobuf")
+_EXPORTER_GROUPS = {
+    OTEL_TRACES_EXPORTER: "opentelemetry_traces_exporter",
+    OTEL_METRICS_EXPORTER: "opentelemetry_metrics_exporter",
+    OTEL_LOGS_EXPORTER: "opentelemetry_logs_exporter",
+}
 _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600}
 _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
 
@@ -78,7 +84,10 @@ class Settings:
 
 
 def parse_milliseconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError from None  # the accepted form says it better than float() does
     if not (math.isfinite(value) and value >= 0):
         raise ValueError
     return value
@@ -99,7 +108,7 @@ def parse_thresholds(text: str) -> tuple[tuple[str, float], ...]:
 
 def parse_window(text: str) -> int:
     """``"90s"``, ``"5m"``, ``"1h"`` → seconds; raises ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smh])\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,6})\s*([smh])\s*", text)
     if not match:
         raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h")
     seconds = int(match[1]) * _WINDOW_UNITS[match[2]]
@@ -124,14 +133,13 @@ def parse_windows(text: str) -> tuple[int, ...]:
 
 
 def parse_positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
+    if not re.fullmatch(r"\s*[0-9]{1,9}\s*", text) or int(text) < 1:
         raise ValueError
-    return value
+    return int(text)
 
 
 def parse_ports(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    match = re.fullmatch(r"\s*([0-9]{1,5})\s*(?:-\s*([0-9]{1,5})\s*)?", text)
     if not match:
         raise ValueError
     first, last = int(match[1]), int(match[2] or match[1])
@@ -147,37 +155,55 @@ def parse_bool(text: str) -> bool:
     return lowered == "true"
 
 
-def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
-    """Settings from ``environ`` plus one message per bad value (defaults used)."""
-    problems: list[str] = []
-    defaults = Settings()
+def parse_host(text: str) -> str:
+    host = text.strip()
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError from None
+    return host
 
-    def read(name: str, parse: Callable[[str], T], default: T, accepted: str) -> T:
+
+def parse_file_path(text: str) -> str:
+    path = Path(text.strip()).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory")
+    if not path.parent.is_dir():
+        raise ValueError(f"folder {str(path.parent)!r} does not exist")
+    return str(path)
+
+
+# (variable, Settings field, parser, accepted form, what a bad value falls back to)
+_SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
+    (OTEL_EXT_SLOW_THRESHOLD_MS, "slow_threshold_ms", parse_milliseconds, "a number of ms >= 0, e.g. 1000", "using 1000"),
+    (OTEL_EXT_SLOW_THRESHOLDS, "slow_thresholds", parse_thresholds,
+     "pattern=ms pairs, e.g. 'GET /search*=300,db.*=50'", "no per-operation thresholds"),
+    (OTEL_EXT_STATS_WINDOWS, "windows_s", parse_windows, "durations 6s..24h, e.g. '1m,5m,15m,1h'", "using 1m,5m,15m,1h"),
+    (OTEL_EXT_MAX_OPERATIONS, "max_operations", parse_positive_int, "a whole number >= 1, e.g. 500", "using 500"),
+    (OTEL_EXT_MONITOR_PORT, "monitor_ports", parse_ports, "a port 1-65535 or a range, e.g. 9470 or 9470-9479",
+     "the monitor stays off"),
+    (OTEL_EXT_MONITOR_HOST, "monitor_host", parse_host, "an IP address or localhost, e.g. 127.0.0.1", "using 127.0.0.1"),
+    (OTEL_EXT_RECORD_UNSAMPLED, "record_unsampled", parse_bool, "true or false", "using true"),
+    (OTEL_EXT_SPANS_FILE, "spans_file", parse_file_path, "a file path in an existing folder",
+     "writing to standard output"),
+)
+
+
+def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+    """Settings from ``environ`` plus one message per bad value, naming what is used instead."""
+    problems: list[str] = []
+    values: dict[str, object] = {}
+    for name, field_name, parse, accepted, fallback in _SETTINGS:
         raw = environ.get(name)
         if raw is None or raw.strip() == "":
-            return default
+            continue
         try:
-            return parse(raw)
+            values[field_name] = parse(raw)
         except (ValueError, TypeError) as error:
             detail = f" ({error})" if str(error) else ""
-            problems.append(f"{name}={raw!r} is invalid{detail}: expected {accepted}; using the default")
-            return default
-
-    settings = Settings(
-        slow_threshold_ms=read(
-            OTEL_EXT_SLOW_THRESHOLD_MS, parse_milliseconds, defaults.slow_threshold_ms, "a number of ms >= 0, e.g. 1000"
-        ),
-        slow_thresholds=read(
-            OTEL_EXT_SLOW_THRESHOLDS, parse_thresholds, defaults.slow_thresholds, "pattern=ms pairs, e.g. 'GET /search*=300,db.*=50'"
-        ),
-        windows_s=read(OTEL_EXT_STATS_WINDOWS, parse_windows, defaults.windows_s, "durations 6s..24h, e.g. '1m,5m,15m,1h'"),
-        max_operations=read(OTEL_EXT_MAX_OPERATIONS, parse_positive_int, defaults.max_operations, "a whole number >= 1, e.g. 500"),
-        monitor_ports=read(OTEL_EXT_MONITOR_PORT, parse_ports, defaults.monitor_ports, "a port 1-65535 or a range, e.g. 9470 or 9470-9479"),
-        monitor_host=read(OTEL_EXT_MONITOR_HOST, str.strip, defaults.monitor_host, "an address, e.g. 127.0.0.1"),
-        record_unsampled=read(OTEL_EXT_RECORD_UNSAMPLED, parse_bool, defaults.record_unsampled, "true or false"),
-        spans_file=read(OTEL_EXT_SPANS_FILE, str.strip, defaults.spans_file, "a file path"),
-    )
-    return settings, problems
+            problems.append(f"{name}={raw!r} is invalid{detail}: expected {accepted}; {fallback}")
+    return Settings(**values), problems  # type: ignore[arg-type]
 
 
 def sampler_ratio(environ: Mapping[str, str]) -> tuple[float | None, str | None]:
@@ -207,7 +233,7 @@ def timeout_problems(environ: Mapping[str, str]) -> list[str]:
         if raw is None:
             continue
         try:
-            valid = float(raw) > 0
+            valid = 0 < float(raw) < math.inf
         except ValueError:
             valid = False
         if not valid:
@@ -237,8 +263,16 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
     for name in (OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL):
         raw = environ.get(name)
         if raw is not None and raw.strip() not in _PROTOCOLS:
-            problems.append(f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}")
+            problems.append(f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}; using grpc")
     problems.extend(timeout_problems(environ))
+    for variable, group in _EXPORTER_GROUPS.items():
+        installed = {entry_point.name for entry_point in entry_points(group=group)} | {"none"}
+        for name in (part.strip() for part in environ.get(variable, "").split(",")):
+            if name and name not in installed:
+                problems.append(
+                    f"{variable}: {name!r} is not an installed exporter (installed: {', '.join(sorted(installed))}); "
+                    "it is skipped"
+                )
     endpoint = environ.get(OTEL_EXPORTER_OTLP_ENDPOINT, "").rstrip("/")
     if re.search(r"/v1/(traces|metrics|logs)$", endpoint):
         problems.append(

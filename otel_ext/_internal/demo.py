@@ -205,6 +205,14 @@ def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
     else:
         endpoint = environment.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or environment.get(OTEL_EXPORTER_OTLP_ENDPOINT)
         protocol = environment.get(OTEL_EXPORTER_OTLP_PROTOCOL, "grpc")
-        print(f"Traces: exported over OTLP ({protocol}) to {endpoint}; slow spans carry otel_ext.slow=true.")
+        failures = sum(
+            "Failed to export" in line or "Transient error" in line
+            for line in log_path.read_text(errors="replace").splitlines()
+        )
+        if failures:
+            print(f"Traces: export over OTLP ({protocol}) to {endpoint} FAILED {failures} time(s); is the collector "
+                  f"running? See {log_path}.")
+        else:
+            print(f"Traces: exported over OTLP ({protocol}) to {endpoint}; slow spans carry otel_ext.slow=true.")
     print(f"App log: {log_path}. Done in {time.monotonic() - started:.1f} s.")
     return 0

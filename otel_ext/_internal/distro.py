@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # module is "type: ignore" upstream
 from opentelemetry.sdk._configuration import _BaseConfigurator
 from opentelemetry.sdk.resources import TELEMETRY_AUTO_VERSION
@@ -14,14 +12,15 @@ from otel_ext._internal.setup import configure
 
 
 class OtelExtDistro(BaseDistro):
-    """Sets the same defaults as ``opentelemetry-distro``: export over OTLP.
+    """Selects otel-ext under ``opentelemetry-instrument``.
 
-    Only defaults: a variable the user set is never changed.
+    It changes no variable: the exporter defaults of ``opentelemetry-distro``
+    (OTLP for traces and metrics) are applied by ``configure()``, so code and
+    zero-code setups behave the same.
     """
 
     def _configure(self, **kwargs: Any) -> None:
-        os.environ.setdefault(OTEL_TRACES_EXPORTER, "otlp")
-        os.environ.setdefault(OTEL_METRICS_EXPORTER, "otlp")
+        """Nothing to prepare before the configurator runs."""
 
 
 class OtelExtConfigurator(_BaseConfigurator):

@@ -4,9 +4,12 @@
 
 Served by a stdlib HTTP server on a daemon thread, bound to 127.0.0.1 unless
 told otherwise. Bad query parameters get a 400 with a message, never a stack
-trace. In a forked child (pre-fork servers) the inherited socket belongs to
-the parent, so the child tries the next free port of the configured range and
-otherwise logs that its statistics are not served.
+trace.
+
+Pre-fork servers: statistics are per process. A forked child binds its own
+port (the first free one of the configured range). A parent that has recorded
+no span yet (a gunicorn master) hands its port over at fork time, so with a
+single port the first worker serves it instead of an always-empty master.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
+import time
 import weakref
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from opentelemetry.trace import SpanKind
@@ -33,6 +39,10 @@ _logger = logging.getLogger("otel_ext.monitor")
 PERFORMANCE_PATH = "/monitoring/performance"
 _KINDS = {kind.name.lower(): kind for kind in SpanKind}
 _PARAMETERS = ("window", "operation", "kind")
+_MAX_OPERATION_LENGTH = 512
+_BIND_ATTEMPTS_AFTER_FORK = 30
+_BIND_RETRY_S = 0.1
+_IDLE_CONNECTION_TIMEOUT_S = 10
 
 
 class QueryError(ValueError):
@@ -44,7 +54,7 @@ def performance_report(store: OperationStatsStore, query: str) -> dict[str, obje
     parameters = parse_qs(query, keep_blank_values=True)
     unknown = sorted(set(parameters) - set(_PARAMETERS))
     if unknown:
-        raise QueryError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(_PARAMETERS)}")
+        raise QueryError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(_PARAMETERS)}")
     repeated = sorted(name for name, values in parameters.items() if len(values) > 1)
     if repeated:
         raise QueryError(f"parameter(s) given more than once: {', '.join(repeated)}")
@@ -63,6 +73,8 @@ def performance_report(store: OperationStatsStore, query: str) -> dict[str, obje
     operation = values.get("operation")
     if operation is not None and not operation.strip():
         raise QueryError("operation is empty; give a span name or a glob such as 'GET /books*'")
+    if operation is not None and len(operation) > _MAX_OPERATION_LENGTH:
+        raise QueryError(f"operation is {len(operation)} characters long; at most {_MAX_OPERATION_LENGTH} are accepted")
 
     kind = None
     if "kind" in values:
@@ -74,13 +86,27 @@ def performance_report(store: OperationStatsStore, query: str) -> dict[str, obje
     return {
         "window": window_label(window_s),
         "window_seconds": window_s,
-        "operations": [stats.as_dict() for stats in operations],
+        "operations": [_rounded(stats.as_dict()) for stats in operations],
     }
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 6 significant digits: sub-microsecond digits are noise at 0.5 % accuracy."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(item) for item in value]
+    return value
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _MonitorHTTPServer
     server_version = "otel-ext-monitor"
+    timeout = _IDLE_CONNECTION_TIMEOUT_S  # idle or half-open connections must not pin a thread forever
+    error_content_type = "application/json"
+    error_message_format = '{"error": "%(code)d %(message)s; the monitor answers GET only"}'
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         try:
@@ -112,6 +138,8 @@ class _MonitorHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], store: OperationStatsStore) -> None:
         self.store = store
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
 
@@ -128,8 +156,12 @@ class MonitorServer:
         self.ports = ports
         self._server: _MonitorHTTPServer | None = None
         if hasattr(os, "register_at_fork"):
-            restart = weakref.WeakMethod(self._restart_in_child)
-            os.register_at_fork(after_in_child=lambda: (method := restart()) is not None and method())
+            in_parent = weakref.WeakMethod(self._after_fork_in_parent)
+            in_child = weakref.WeakMethod(self._after_fork_in_child)
+            os.register_at_fork(
+                after_in_parent=lambda: (method := in_parent()) is not None and method(),
+                after_in_child=lambda: (method := in_child()) is not None and method(),
+            )
 
     @property
     def url(self) -> str | None:
@@ -137,37 +169,49 @@ class MonitorServer:
             return None
         return f"http://{self.host}:{self._server.server_port}{PERFORMANCE_PATH}"
 
-    def start(self) -> bool:
-        """Bind and serve; logs and returns False when every port is taken."""
+    def start(self, attempts: int = 1) -> bool:
+        """Bind and serve; logs and returns False when every port stays taken."""
         first, last = self.ports
-        for port in range(first, last + 1):
-            try:
-                self._server = _MonitorHTTPServer((self.host, port), self.store)
-            except OSError:
-                continue
-            threading.Thread(target=self._server.serve_forever, name="otel-ext-monitor", daemon=True).start()
-            _logger.info("otel-ext: monitor at %s (pid %d)", self.url, os.getpid())
-            return True
-        taken = str(first) if first == last else f"{first}-{last}"
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(_BIND_RETRY_S)
+            for port in range(first, last + 1):
+                try:
+                    self._server = _MonitorHTTPServer((self.host, port), self.store)
+                except OSError:
+                    continue
+                threading.Thread(target=self._server.serve_forever, name="otel-ext-monitor", daemon=True).start()
+                _logger.info("otel-ext: monitor at %s (pid %d)", self.url, os.getpid())
+                return True
+        if first == last:
+            taken = f"port {first} on {self.host} is in use"
+            advice = "give OTEL_EXT_MONITOR_PORT a range, e.g. 9470-9479, to serve every worker of a pre-fork server"
+        else:
+            taken = f"ports {first}-{last} on {self.host} are all in use"
+            advice = "widen the range in OTEL_EXT_MONITOR_PORT"
         _logger.warning(
-            "otel-ext: monitor port %s on %s is in use (pid %d); this process's statistics are not served "
-            "(give OTEL_EXT_MONITOR_PORT a range, e.g. 9470-9479, to serve every worker of a pre-fork server)",
-            taken,
-            self.host,
-            os.getpid(),
+            "otel-ext: monitor %s (pid %d); this process's statistics are not served (%s)", taken, os.getpid(), advice
         )
         return False
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
-    def _restart_in_child(self) -> None:
+    def _after_fork_in_parent(self) -> None:
+        """A parent with no statistics of its own (a pre-fork master) lets its workers have the port."""
+        if self._server is not None and self.store.is_empty():
+            _logger.info("otel-ext: monitor port handed to forked workers (pid %d has recorded no span)", os.getpid())
+            threading.Thread(target=self.stop, name="otel-ext-monitor-stop", daemon=True).start()
+
+    def _after_fork_in_child(self) -> None:
         """The inherited socket is the parent's: close our copy and bind our own."""
         if self._server is None:
             return
         self._server.socket.close()
         self._server = None
-        threading.Thread(target=self.start, name="otel-ext-monitor-start", daemon=True).start()
+        threading.Thread(
+            target=self.start, args=(_BIND_ATTEMPTS_AFTER_FORK,), name="otel-ext-monitor-start", daemon=True
+        ).start()

@@ -14,12 +14,14 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from opentelemetry import trace
+from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk._configuration import (
-    _get_exporter_names,
+    _get_exporter_entry_point,
     _get_id_generator,
-    _import_exporters,
+    _import_config_components,
     _import_id_generator,
     _import_sampler,
     _init_logging,
@@ -61,6 +63,14 @@ __all__ = ["OtelExt", "configure"]
 
 _logger = logging.getLogger("otel_ext")
 
+Signal = Literal["traces", "metrics", "logs"]
+_EXPORTER_VARIABLES: dict[Signal, str] = {
+    "traces": OTEL_TRACES_EXPORTER,
+    "metrics": OTEL_METRICS_EXPORTER,
+    "logs": OTEL_LOGS_EXPORTER,
+}
+_DEFAULT_EXPORTERS: dict[Signal, list[str]] = {"traces": ["otlp"], "metrics": ["otlp"], "logs": []}
+_OTLP_GRPC = "otlp_proto_grpc"
 _FILE_EXPORTER = "otlp_json_file"
 _DEFAULT_OTLP_TIMEOUT_S = 10.0
 
@@ -99,8 +109,8 @@ _active: OtelExt | None = None
 def configure(resource_attributes: Mapping[str, AttributeValue] | None = None) -> OtelExt:
     """Set up tracing with otel-ext from the environment; later calls reuse it.
 
-    ``resource_attributes`` add to the resource; ``OTEL_SERVICE_NAME`` and
-    ``OTEL_RESOURCE_ATTRIBUTES`` still win, as the specification says.
+    ``resource_attributes`` are merged over the resource detected from
+    ``OTEL_RESOURCE_ATTRIBUTES`` (the specification gives code precedence).
 
     Idempotent on purpose: under ``opentelemetry-instrument`` the configurator
     has already run, and a second pipeline would export every span twice.
@@ -141,9 +151,7 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
         return OtelExt(settings, store, existing, _start_monitor(settings, store))
 
     resource = _resource(resource_attributes)
-    span_exporters, metric_exporters, log_exporters = _import_exporters(
-        _get_exporter_names("traces"), _get_exporter_names("metrics"), _get_exporter_names("logs")
-    )
+    span_exporters, metric_exporters, log_exporters = (_exporter_classes(signal) for signal in _EXPORTER_VARIABLES)
     provider = TracerProvider(
         sampler=_sampler(settings),
         resource=resource,
@@ -154,18 +162,52 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
     steps = (tag_slow_spans(store.rules), refresh_process_pid())
     bad_timeout = bool(timeout_problems(os.environ))
     for name, exporter_class in span_exporters.items():
-        exporter = exporter_class(**_exporter_args(name, settings, bad_timeout))
+        try:
+            exporter = exporter_class(**_exporter_args(name, settings, bad_timeout))
+        except Exception as error:  # noqa: BLE001 - one broken exporter must not cost the others
+            _logger.warning("otel-ext: trace exporter %r could not be created (%s); it is skipped", name, error)
+            continue
         provider.add_span_processor(BatchSpanProcessor(SpanPipelineExporter(exporter, steps)))
     trace.set_tracer_provider(provider)
     keep_first_error_description()
-    _init_metrics(
-        metric_exporters,
-        resource,
-        exporter_args_map={cls: _exporter_args(name, settings, bad_timeout) for name, cls in metric_exporters.items()},
-    )
-    if log_exporters:
-        _init_logging(log_exporters, resource, setup_logging_handler=False)
+    try:
+        _init_metrics(
+            metric_exporters,
+            resource,
+            exporter_args_map={cls: _exporter_args(name, settings, bad_timeout) for name, cls in metric_exporters.items()},
+        )
+        if log_exporters:
+            _init_logging(log_exporters, resource, setup_logging_handler=False)
+    except Exception as error:  # noqa: BLE001 - tracing and the monitor work without them
+        _logger.warning("otel-ext: metrics or logs export could not be set up (%s); traces are unaffected", error)
     return OtelExt(settings, store, provider, _start_monitor(settings, store), owns_provider=True)
+
+
+def _exporter_classes(signal: Signal) -> dict[str, type]:
+    """Exporter classes named by ``OTEL_{SIGNAL}_EXPORTER``, each resolved on its own.
+
+    Unset means the same defaults as ``opentelemetry-distro`` (OTLP for traces
+    and metrics), in code as under ``opentelemetry-instrument``. An unknown
+    name is skipped with a warning and an unsupported OTLP protocol falls back
+    to gRPC (both reported by ``otel-ext check``), where the SDK would abort
+    the whole setup.
+    """
+    variable = _EXPORTER_VARIABLES[signal]
+    raw = os.environ.get(variable)
+    names = _DEFAULT_EXPORTERS[signal] if raw is None else [part.strip() for part in raw.split(",") if part.strip()]
+    classes: dict[str, type] = {}
+    for name in names:
+        if name.lower() == "none":
+            continue
+        try:
+            entry_point_name = _get_exporter_entry_point(name, signal)
+        except RuntimeError:
+            entry_point_name = _OTLP_GRPC
+        try:
+            classes[name] = _import_config_components([entry_point_name], f"opentelemetry_{signal}_exporter")[0][1]
+        except Exception as error:  # noqa: BLE001 - a bad name must not stop the app
+            _logger.warning("otel-ext: %s: exporter %r is not installed (%s); it is skipped", variable, name, error)
+    return classes
 
 
 def _exporter_args(name: str, settings: Settings, bad_timeout: bool) -> dict[str, object]:

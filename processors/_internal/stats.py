@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import heapq
 import logging
+import fnmatch
 import math
 import os
+import re
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from fnmatch import fnmatchcase
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
@@ -54,7 +55,11 @@ class SlowSpan:
 
 @dataclass(frozen=True)
 class OperationStats:
-    """What the monitor shows for one operation over one window."""
+    """What the monitor shows for one operation over one window.
+
+    ``slow_threshold_ms`` is None for the ``otel_ext.overflow`` operation,
+    whose spans are each judged by their own name's threshold.
+    """
 
     service: str
     name: str
@@ -67,7 +72,7 @@ class OperationStats:
     p99_ms: float
     max_ms: float
     slow_count: int
-    slow_threshold_ms: float
+    slow_threshold_ms: float | None
     slowest: tuple[SlowSpan, ...]
 
     def as_dict(self) -> dict[str, object]:
@@ -144,9 +149,12 @@ class OperationStatsStore:
         self.max_operations = max_operations
         self.slowest_kept = slowest_kept
         self._clock = clock
-        self._slot_width_ns = [window * 1_000_000_000 // SLOTS_PER_WINDOW for window in self.windows_s]
-        self._base_width_ns = math.gcd(*self._slot_width_ns)
-        self._slots_per_base = [width // self._base_width_ns for width in self._slot_width_ns]
+        # Slot i of a window of W seconds holds spans ending in [i*W/6, (i+1)*W/6) s. With
+        # g = gcd of the windows, every slot is a whole number of base slots of g/6 s.
+        # Indices are computed as ``end_ns * 6 // (W * 1e9)`` so no width is ever rounded.
+        base_seconds = math.gcd(*self.windows_s)
+        self._base_divisor = base_seconds * 1_000_000_000
+        self._slots_per_base = [window // base_seconds for window in self.windows_s]
         self._pending: deque[ReadableSpan] = deque()
         self._init_aggregates()
         if hasattr(os, "register_at_fork"):
@@ -172,6 +180,10 @@ class OperationStatsStore:
             finally:
                 self._lock.release()
 
+    def is_empty(self) -> bool:
+        """True while this process has recorded no span (a pre-fork master, say)."""
+        return not self._pending and not self._operations
+
     def snapshot(
         self, window_s: int, operation: str | None = None, kind: SpanKind | None = None
     ) -> list[OperationStats]:
@@ -180,15 +192,16 @@ class OperationStatsStore:
         ``operation`` is an exact name or a glob (``GET /books*``).
         """
         window_position = self.windows_s.index(window_s)
-        oldest_slot = self._clock() // self._slot_width_ns[window_position] - (SLOTS_PER_WINDOW - 1)
         slots_per_base = self._slots_per_base[window_position]
+        oldest_slot = self._clock() * SLOTS_PER_WINDOW // self._base_divisor // slots_per_base - (SLOTS_PER_WINDOW - 1)
+        matches = re.compile(fnmatch.translate(operation)).match if operation is not None else None
         result = []
         with self._lock:
             self._drain()
             for op in self._operations.values():
                 if kind is not None and op.kind is not kind:
                     continue
-                if operation is not None and not fnmatchcase(op.name, operation):
+                if matches is not None and not matches(op.name):
                     continue
                 slots = [slot for slot in op.rings[window_position] if slot is not None and slot.index >= oldest_slot]
                 if op.open is not None and op.open.index // slots_per_base >= oldest_slot:
@@ -226,7 +239,7 @@ class OperationStatsStore:
             p99_ms=milliseconds(0.99),
             max_ms=merged.max / _NS_PER_MS,
             slow_count=slow,
-            slow_threshold_ms=self.rules.for_name(op.name)[1],
+            slow_threshold_ms=None if op.threshold_ns is None else self.rules.for_name(op.name)[1],
             slowest=tuple(
                 SlowSpan(f"{trace_id:032x}", f"{span_id:016x}", duration / _NS_PER_MS, end)
                 for duration, end, trace_id, span_id in heapq.nlargest(self.slowest_kept, slowest)
@@ -252,7 +265,7 @@ class OperationStatsStore:
             return
         duration = end - start if end > start else 0
         operation = self._operation_for(span)
-        index = end // self._base_width_ns
+        index = end * SLOTS_PER_WINDOW // self._base_divisor
         slot = operation.open
         if slot is None or slot.index < index:
             if slot is not None:
@@ -306,7 +319,7 @@ class OperationStatsStore:
         if operation is not None:
             return operation
         if len(self._operations) >= self.max_operations:
-            key = (self._last_service, OVERFLOW_OPERATION, SpanKind.INTERNAL)
+            key = (self._last_service, OVERFLOW_OPERATION, span.kind)
             operation = self._operations.get(key)
             if not self.overflow_warned:
                 self.overflow_warned = True

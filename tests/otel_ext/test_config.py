@@ -49,30 +49,45 @@ def test_valid_values_are_read() -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "accepted"),
+    ("variable", "value", "accepted", "fallback"),
     [
-        ("OTEL_EXT_SLOW_THRESHOLD_MS", "abc", "a number of ms >= 0"),
-        ("OTEL_EXT_SLOW_THRESHOLD_MS", "-5", "a number of ms >= 0"),
-        ("OTEL_EXT_SLOW_THRESHOLD_MS", "nan", "a number of ms >= 0"),
-        ("OTEL_EXT_SLOW_THRESHOLDS", "GET /search*", "pattern=ms pairs"),
-        ("OTEL_EXT_SLOW_THRESHOLDS", "db.*=fast", "pattern=ms pairs"),
-        ("OTEL_EXT_SLOW_THRESHOLDS", "=40", "pattern=ms pairs"),
-        ("OTEL_EXT_STATS_WINDOWS", "5 minutes", "durations 6s..24h"),
-        ("OTEL_EXT_STATS_WINDOWS", "2s", "durations 6s..24h"),
-        ("OTEL_EXT_MAX_OPERATIONS", "0", "a whole number >= 1"),
-        ("OTEL_EXT_MONITOR_PORT", "http", "a port 1-65535 or a range"),
-        ("OTEL_EXT_MONITOR_PORT", "70000", "a port 1-65535 or a range"),
-        ("OTEL_EXT_MONITOR_PORT", "9479-9470", "a port 1-65535 or a range"),
-        ("OTEL_EXT_RECORD_UNSAMPLED", "yes", "true or false"),
+        ("OTEL_EXT_SLOW_THRESHOLD_MS", "abc", "a number of ms >= 0", "using 1000"),
+        ("OTEL_EXT_SLOW_THRESHOLD_MS", "-5", "a number of ms >= 0", "using 1000"),
+        ("OTEL_EXT_SLOW_THRESHOLD_MS", "nan", "a number of ms >= 0", "using 1000"),
+        ("OTEL_EXT_SLOW_THRESHOLDS", "GET /search*", "pattern=ms pairs", "no per-operation thresholds"),
+        ("OTEL_EXT_SLOW_THRESHOLDS", "db.*=fast", "pattern=ms pairs", "no per-operation thresholds"),
+        ("OTEL_EXT_SLOW_THRESHOLDS", "=40", "pattern=ms pairs", "no per-operation thresholds"),
+        ("OTEL_EXT_STATS_WINDOWS", "5 minutes", "durations 6s..24h", "using 1m,5m,15m,1h"),
+        ("OTEL_EXT_STATS_WINDOWS", "2s", "durations 6s..24h", "using 1m,5m,15m,1h"),
+        ("OTEL_EXT_STATS_WINDOWS", "\u0665m", "durations 6s..24h", "using 1m,5m,15m,1h"),
+        ("OTEL_EXT_STATS_WINDOWS", "9" * 5000 + "s", "durations 6s..24h", "using 1m,5m,15m,1h"),
+        ("OTEL_EXT_MAX_OPERATIONS", "0", "a whole number >= 1", "using 500"),
+        ("OTEL_EXT_MAX_OPERATIONS", "1_000", "a whole number >= 1", "using 500"),
+        ("OTEL_EXT_MONITOR_PORT", "http", "a port 1-65535 or a range", "the monitor stays off"),
+        ("OTEL_EXT_MONITOR_PORT", "70000", "a port 1-65535 or a range", "the monitor stays off"),
+        ("OTEL_EXT_MONITOR_PORT", "9479-9470", "a port 1-65535 or a range", "the monitor stays off"),
+        ("OTEL_EXT_MONITOR_HOST", "not-a-host", "an IP address or localhost", "using 127.0.0.1"),
+        ("OTEL_EXT_RECORD_UNSAMPLED", "yes", "true or false", "using true"),
+        ("OTEL_EXT_SPANS_FILE", "/nonexistent/dir/spans.jsonl", "a file path in an existing folder",
+         "writing to standard output"),
+        ("OTEL_EXT_SPANS_FILE", "/tmp", "a file path in an existing folder", "writing to standard output"),
     ],
 )
-def test_bad_value_names_variable_value_and_accepted_form(variable: str, value: str, accepted: str) -> None:
+def test_bad_value_names_variable_value_accepted_form_and_fallback(
+    variable: str, value: str, accepted: str, fallback: str
+) -> None:
     settings, problems = read_settings({variable: value})
     assert settings == Settings(), "a bad value must leave the default in place"
     assert len(problems) == 1
     assert problems[0].startswith(f"{variable}={value!r} is invalid")
-    assert accepted in problems[0]
-    assert problems[0].endswith("using the default")
+    assert f"expected {accepted}" in problems[0]
+    assert problems[0].endswith(f"; {fallback}")
+
+
+def test_valid_host_and_spans_file(tmp_path: object) -> None:
+    settings, problems = read_settings({"OTEL_EXT_MONITOR_HOST": "::1", "OTEL_EXT_SPANS_FILE": f"{tmp_path}/s.jsonl"})
+    assert problems == []
+    assert settings.monitor_host == "::1" and settings.spans_file == f"{tmp_path}/s.jsonl"
 
 
 def test_every_problem_is_listed_not_just_the_first() -> None:
@@ -132,4 +147,17 @@ def test_generic_endpoint_with_signal_path_warns_of_doubled_path(endpoint: str) 
 
 def test_unknown_protocol_is_reported() -> None:
     problems = check_standard_variables({"OTEL_EXPORTER_OTLP_PROTOCOL": "http"})
-    assert problems == ["OTEL_EXPORTER_OTLP_PROTOCOL='http' is invalid: expected one of grpc, http/protobuf, http/json"]
+    assert problems == ["OTEL_EXPORTER_OTLP_PROTOCOL='http' is invalid: expected one of grpc, http/protobuf; using grpc"]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "inf"])
+def test_bad_otlp_timeout_is_reported(value: str) -> None:
+    assert check_standard_variables({"OTEL_EXPORTER_OTLP_TIMEOUT": value}) == [
+        f"OTEL_EXPORTER_OTLP_TIMEOUT={value!r} is invalid: expected a number of seconds > 0, e.g. 10; using 10"
+    ]
+
+
+def test_unknown_exporter_name_is_reported_with_the_installed_ones() -> None:
+    (problem,) = check_standard_variables({"OTEL_TRACES_EXPORTER": "otlp, garbage"})
+    assert problem.startswith("OTEL_TRACES_EXPORTER: 'garbage' is not an installed exporter (installed: ")
+    assert "otlp" in problem and "otlp_json_file" in problem and problem.endswith("it is skipped")

@@ -104,8 +104,11 @@ def test_kind_filter_and_slow_count(monitor: MonitorServer) -> None:
         ("window=soon", "window: 'soon' is not a duration like 30s, 5m or 1h; accepted: 1m, 5m, 15m, 1h"),
         ("kind=sideways", "kind 'sideways' is unknown; accepted: internal, server, client, producer, consumer"),
         ("operation=", "operation is empty; give a span name or a glob such as 'GET /books*'"),
-        ("limit=5", "unknown parameter(s) limit; accepted: window, operation, kind"),
+        ("limit=5", "unknown parameter(s) 'limit'; accepted: window, operation, kind"),
         ("window=1m&window=5m", "parameter(s) given more than once: window"),
+        ("=bar", "unknown parameter(s) ''; accepted: window, operation, kind"),
+        ("window=" + "9" * 5000 + "m", "window: '" + "9" * 5000 + "m' is not a duration like 30s, 5m or 1h; accepted: 1m, 5m, 15m, 1h"),
+        ("operation=" + "[a-y" * 15000, "operation is 60000 characters long; at most 512 are accepted"),
     ],
 )
 def test_bad_query_parameters_get_400_with_message(monitor: MonitorServer, query: str, message: str) -> None:
@@ -169,3 +172,77 @@ def test_forked_child_serves_its_own_stats_on_the_next_port(store: OperationStat
         assert parent_status == 200 and {op["name"] for op in parent_body["operations"]} == {"GET /books", "GET /search", "SELECT"}
     finally:
         ranged.stop()
+
+
+def test_other_methods_get_json_errors(monitor: MonitorServer) -> None:
+    request = urllib.request.Request(f"{monitor.url}", data=b"{}", method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=5)
+    except urllib.error.HTTPError as error:
+        assert error.code == 501
+        assert error.headers["Content-Type"] == "application/json"
+        assert json.load(error) == {"error": "501 Unsupported method ('POST'); the monitor answers GET only"}
+    else:
+        raise AssertionError("POST must be refused")
+
+
+def test_exhausted_range_is_named_and_retries_are_bounded(store: OperationStatsStore,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    holders: list[socket.socket] = []
+    try:
+        while len(holders) < 2:  # two consecutive ports held by someone else
+            holders = [socket.socket()]
+            holders[0].bind(("127.0.0.1", 0))
+            first = holders[0].getsockname()[1]
+            try:
+                holders.append(socket.socket())
+                holders[1].bind(("127.0.0.1", first + 1))
+            except OSError:
+                for holder in holders:
+                    holder.close()
+                holders = []
+        for holder in holders:
+            holder.listen()
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="otel_ext.monitor"):
+            assert MonitorServer(store, "127.0.0.1", (first, first + 1)).start(attempts=3) is False
+        assert time.monotonic() - started < 2, "retries after fork are bounded"
+        assert f"monitor ports {first}-{first + 1} on 127.0.0.1 are all in use" in caplog.text
+        assert "widen the range in OTEL_EXT_MONITOR_PORT" in caplog.text
+    finally:
+        for holder in holders:
+            holder.close()
+
+
+def test_parent_without_spans_hands_its_port_to_the_forked_worker() -> None:
+    """A pre-fork master records nothing: with one port, the first worker must serve instead of the master."""
+    empty = OperationStatsStore(clock=lambda: NOW)
+    port = _free_port()
+    master = MonitorServer(empty, "127.0.0.1", (port, port))
+    assert master.start()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            provider = TracerProvider()
+            provider.add_span_processor(OperationStatsProcessor(empty))
+            provider.get_tracer("worker").start_span("GET /worker", start_time=NOW - MS).end(end_time=NOW)
+            deadline = time.monotonic() + 5
+            while master.url is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            status, body = _get(f"{master.url}") if master.url else (0, {})
+            os.write(write_end, json.dumps([master.url, status, body]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        child_url, child_status, child_body = json.loads(os.read(read_end, 65536))
+    finally:
+        os.waitpid(child, 0)
+        os.close(read_end)
+    assert child_url == f"http://127.0.0.1:{port}/monitoring/performance", "the worker took over the single port"
+    assert child_status == 200 and [op["name"] for op in child_body["operations"]] == ["GET /worker"]
+    deadline = time.monotonic() + 5
+    while master.url is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert master.url is None, "the span-less parent no longer serves"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
 import pytest
 
 from tests.support.otlp_sink import OtlpSink
-from tests.support.processes import otlp_variables, run_scenario
+from tests.support.processes import otlp_variables, run_plain, run_scenario
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 STATUS_ERROR = 2
@@ -50,7 +51,7 @@ def test_bad_own_variable_warns_and_app_runs_on_default(otlp_sink: OtlpSink) -> 
     run = run_scenario("slow_tags", **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_EXT_SLOW_THRESHOLD_MS="fast"))
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("OTEL_EXT_SLOW_THRESHOLD_MS='fast' is invalid") == 1
-    assert "expected a number of ms >= 0, e.g. 1000; using the default" in run.stderr
+    assert "OTEL_EXT_SLOW_THRESHOLD_MS='fast' is invalid: expected a number of ms >= 0, e.g. 1000; using 1000" in run.stderr
     spans = {span.name: span for span in otlp_sink.wait_for_spans(5)}
     assert spans["op.boundary"].attributes["otel_ext.slow_threshold_ms"] == 1000
     assert "otel_ext.slow" not in spans["op.fast"].attributes
@@ -62,3 +63,41 @@ def test_sdk_disabled_sets_nothing_up(otlp_sink: OtlpSink) -> None:
     assert run.returncode == 0, run.stderr
     time.sleep(1.0)
     assert otlp_sink.requests == []
+
+
+def test_configure_in_code_exports_over_otlp_by_default(otlp_sink: OtlpSink) -> None:
+    """No OTEL_TRACES_EXPORTER: configure() applies opentelemetry-distro's default (otlp), like zero-code."""
+    run = run_plain("configured_in_code", OTEL_EXPORTER_OTLP_ENDPOINT=otlp_sink.grpc_endpoint,
+                    OTEL_RESOURCE_ATTRIBUTES="team=env")
+    assert run.returncode == 0, run.stderr
+    resources = [span.resource for span in otlp_sink.wait_for_spans(4)]
+    assert {(r["service.name"], r["team"]) for r in resources} == {("from-code", "code")}, "code wins, as the spec says"
+
+
+def test_unsupported_protocol_falls_back_to_grpc(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("short_lived", "return",
+                       **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_EXPORTER_OTLP_PROTOCOL="http/json"))
+    assert run.returncode == 0, run.stderr
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is invalid: expected one of grpc, http/protobuf; using grpc" in run.stderr
+    assert len(otlp_sink.wait_for_spans(4)) == 4
+    assert {received.transport for received in otlp_sink.requests} == {"grpc"}
+
+
+def test_unknown_exporter_is_skipped_and_the_others_still_export(otlp_sink: OtlpSink) -> None:
+    run = run_scenario("short_lived", "return",
+                       **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_TRACES_EXPORTER="garbage,otlp"))
+    assert run.returncode == 0, run.stderr
+    assert "OTEL_TRACES_EXPORTER: 'garbage' is not an installed exporter" in run.stderr
+    assert "setup failed" not in run.stderr
+    assert len(otlp_sink.wait_for_spans(4)) == 4
+
+
+def test_unusable_spans_file_falls_back_to_standard_output() -> None:
+    run = run_scenario("short_lived", "return", OTEL_TRACES_EXPORTER="otlp_json_file",
+                       OTEL_EXT_SPANS_FILE="/nonexistent/dir/spans.jsonl")
+    assert run.returncode == 0, run.stderr
+    assert "folder '/nonexistent/dir' does not exist" in run.stderr and "writing to standard output" in run.stderr
+    exported = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"resourceSpans"')]
+    names = {span["name"] for line in exported for rs in line["resourceSpans"] for ss in rs["scopeSpans"]
+             for span in ss["spans"]}
+    assert names == {"job.root", "job.step0", "job.step1", "job.step2"}

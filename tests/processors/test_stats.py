@@ -210,7 +210,7 @@ def test_overflow_caps_operations_and_warns_once(clock: Clock, caplog: pytest.Lo
     assert {name: s.count for name, s in stats.items()} == {
         "op-0": 1, "op-1": 2, "op-2": 3, OVERFLOW_OPERATION: sum(range(4, 11)),
     }
-    assert stats[OVERFLOW_OPERATION].kind == "INTERNAL"
+    assert stats[OVERFLOW_OPERATION].kind == "INTERNAL", "the overflow row keeps the spans' kind"
     warnings = [r for r in caplog.records if r.name == STATS_LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert OVERFLOW_OPERATION in warnings[0].getMessage()
@@ -226,6 +226,37 @@ def test_overflowed_span_uses_its_own_threshold(clock: Clock) -> None:
     overflow = {s.name: s for s in store.snapshot(60)}[OVERFLOW_OPERATION]
     assert overflow.count == 1
     assert overflow.slow_count == 1
+    assert overflow.slow_threshold_ms is None, "no single threshold applies to the overflow row"
+
+
+def test_overflow_keeps_span_kind_so_kind_filters_stay_exact(clock: Clock) -> None:
+    """Guards overflowed server calls vanishing from ?kind=server."""
+    store = OperationStatsStore(max_operations=2, clock=clock)
+    tracer = provider_with(OperationStatsProcessor(store)).get_tracer("t")
+    for number in range(6):
+        emit(tracer, f"GET /item/{number}", T0_NS, NS_PER_MS, kind=SpanKind.SERVER)
+    emit(tracer, "SELECT", T0_NS, NS_PER_MS, kind=SpanKind.CLIENT)
+    servers = store.snapshot(60, kind=SpanKind.SERVER)
+    assert sum(s.count for s in servers) == 6
+    assert {(s.name, s.count) for s in servers} == {("GET /item/0", 1), ("GET /item/1", 1), (OVERFLOW_OPERATION, 4)}
+    assert [(s.name, s.kind, s.count) for s in store.snapshot(60, kind=SpanKind.CLIENT)] == [
+        (OVERFLOW_OPERATION, "CLIENT", 1)
+    ]
+
+
+@pytest.mark.parametrize("windows", [(7, 60), (61, 300), (30, 45, 3600)])
+def test_windows_that_do_not_divide_each_other_are_exact(clock: Clock, windows: tuple[int, ...]) -> None:
+    """Guards slot arithmetic for windows whose sixths are not whole seconds or share no divisor."""
+    store = OperationStatsStore(windows_s=windows, clock=clock)
+    tracer = provider_with(OperationStatsProcessor(store)).get_tracer("t")
+    # Exact slot of a window of W seconds: floor(end_s * 6 / W); kept: the current slot and the 5 before it.
+    ends = [T0_NS - offset * SECOND // 10 for offset in range(0, 2 * 10 * max(windows), 7)]
+    for end in ends:
+        emit(tracer, "op", end, NS_PER_MS)
+    for window in windows:
+        current = T0_NS * 6 // (window * SECOND)
+        expected = sum(1 for end in ends if end * 6 // (window * SECOND) >= current - 5)
+        assert _only(store.snapshot(window)).count == expected, window
 
 
 def test_slowest_spans_top5_with_trace_ids(tracer: Tracer, store: OperationStatsStore) -> None:

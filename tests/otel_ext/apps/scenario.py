@@ -90,6 +90,14 @@ def short_lived(mode: str) -> None:
             raise RuntimeError("job failed")
 
 
+def configured_in_code() -> None:
+    """An app that sets up tracing in code with otel_ext.configure(), then runs a short job."""
+    import otel_ext
+
+    otel_ext.configure({"team": "code", "service.name": "from-code"})
+    short_lived("return")
+
+
 def configure_twice() -> None:
     """B12: app code calls otel_ext.configure() although opentelemetry-instrument already did."""
     import otel_ext
