@@ -43,6 +43,7 @@ _MAX_OPERATION_LENGTH = 512
 _BIND_ATTEMPTS_AFTER_FORK = 30
 _BIND_RETRY_S = 0.1
 _IDLE_CONNECTION_TIMEOUT_S = 10
+_POLL_INTERVAL_S = 0.05  # how long stop() may wait for the serving loop
 
 
 class QueryError(ValueError):
@@ -155,6 +156,7 @@ class MonitorServer:
         self.host = host
         self.ports = ports
         self._server: _MonitorHTTPServer | None = None
+        self._wanted = False  # start() was called: forked children serve too
         if hasattr(os, "register_at_fork"):
             in_parent = weakref.WeakMethod(self._after_fork_in_parent)
             in_child = weakref.WeakMethod(self._after_fork_in_child)
@@ -171,6 +173,7 @@ class MonitorServer:
 
     def start(self, attempts: int = 1) -> bool:
         """Bind and serve; logs and returns False when every port stays taken."""
+        self._wanted = True
         first, last = self.ports
         for attempt in range(attempts):
             if attempt:
@@ -180,7 +183,9 @@ class MonitorServer:
                     self._server = _MonitorHTTPServer((self.host, port), self.store)
                 except OSError:
                     continue
-                threading.Thread(target=self._server.serve_forever, name="otel-ext-monitor", daemon=True).start()
+                threading.Thread(
+                    target=self._server.serve_forever, args=(_POLL_INTERVAL_S,), name="otel-ext-monitor", daemon=True
+                ).start()
                 _logger.info("otel-ext: monitor at %s (pid %d)", self.url, os.getpid())
                 return True
         if first == last:
@@ -201,17 +206,22 @@ class MonitorServer:
             server.server_close()
 
     def _after_fork_in_parent(self) -> None:
-        """A parent with no statistics of its own (a pre-fork master) lets its workers have the port."""
+        """A parent with no statistics of its own (a pre-fork master) lets its workers have the port.
+
+        Stopped at once (within one poll interval), so workers forked next
+        inherit no copy of the listening socket.
+        """
         if self._server is not None and self.store.is_empty():
             _logger.info("otel-ext: monitor port handed to forked workers (pid %d has recorded no span)", os.getpid())
-            threading.Thread(target=self.stop, name="otel-ext-monitor-stop", daemon=True).start()
+            self.stop()
 
     def _after_fork_in_child(self) -> None:
-        """The inherited socket is the parent's: close our copy and bind our own."""
-        if self._server is None:
+        """Close the inherited copy of the parent's socket, then bind a port of our own."""
+        if not self._wanted:
             return
-        self._server.socket.close()
-        self._server = None
+        if self._server is not None:
+            self._server.socket.close()
+            self._server = None
         threading.Thread(
             target=self.start, args=(_BIND_ATTEMPTS_AFTER_FORK,), name="otel-ext-monitor-start", daemon=True
         ).start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -15,16 +16,16 @@ from tests.support.processes import INSTRUMENT, clean_environment, free_port, ot
 
 STATUS_ERROR = 2
 SPAN_KIND_SERVER = 2
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "flask_shop" / "app.py"
 
 
 def test_example_shop_end_to_end(otlp_sink: OtlpSink) -> None:
     """The unmodified Flask example: slow search tagged, failing checkout ERROR, 404 a success."""
-    app = Path(__file__).resolve().parents[2] / "examples" / "flask_shop" / "app.py"
     port = free_port()
     variables = otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_SERVICE_NAME="flask-shop",
                                SHOP_PORT=str(port), OTEL_BSP_SCHEDULE_DELAY="200")
     monitor_port = variables["OTEL_EXT_MONITOR_PORT"]
-    process = subprocess.Popen([str(INSTRUMENT), sys.executable, str(app)], env=clean_environment(**variables),
+    process = subprocess.Popen([str(INSTRUMENT), sys.executable, str(SHOP)], env=clean_environment(**variables),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
@@ -73,3 +74,55 @@ def test_example_shop_end_to_end(otlp_sink: OtlpSink) -> None:
     checkouts = [span for span in servers if span.name == "POST /checkout"]
     assert sorted(span.status_code for span in checkouts) == [0] * 6 + [STATUS_ERROR] * 2
     assert {span.resource["service.name"] for span in spans} == {"flask-shop"}
+
+
+def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -> None:
+    """gunicorn pre-fork: the master hands its port over; each worker serves its own statistics."""
+    workers, requests = 3, 30
+    first_port = free_port()
+    while any(_port_taken(port) for port in range(first_port, first_port + workers + 1)):
+        first_port = free_port()
+    app_port = free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    variables = {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXT_MONITOR_PORT": f"{first_port}-{first_port + workers}"}
+    process = subprocess.Popen(
+        [str(INSTRUMENT), str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{app_port}",
+         f"app:create_app({str(tmp_path / 'shop.db')!r})"],
+        cwd=SHOP.parent, env=clean_environment(**variables), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{app_port}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
+                time.sleep(0.2)
+        for _ in range(requests - 1):
+            urllib.request.urlopen(f"http://127.0.0.1:{app_port}/books", timeout=5).close()
+        time.sleep(1.0)  # every worker has bound its port (a bounded retry after fork)
+        served: dict[int, int] = {}
+        for port in range(first_port, first_port + workers + 1):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/monitoring/performance?kind=server", timeout=5
+                ) as response:
+                    served[port] = sum(op["count"] for op in json.load(response)["operations"])
+            except OSError:
+                continue
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0].decode()
+    assert len(served) == workers, (served, output)
+    assert sum(served.values()) == requests, "every request counted once, by the worker that served it"
+    assert "Traceback" not in output
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
