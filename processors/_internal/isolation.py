@@ -24,19 +24,34 @@ class IsolatingSpanProcessor(SynchronousMultiSpanProcessor):
     instance as ``TracerProvider(active_span_processor=...)``: each processor
     added later is isolated too, and its failures are logged once per cause.
 
-    Threading contract: same as the SDK's; processors are kept in a tuple that
-    is replaced, never mutated, so iteration needs no lock.
+    Threading contract: same as the SDK's; processors are kept in tuples that
+    are replaced, never mutated, so iteration needs no lock. Processors that
+    inherit the base class's empty ``on_start`` / ``_on_ending`` are not called
+    for those hooks: two calls per span saved for each of them.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._starting: tuple[SpanProcessor, ...] = ()
+        self._ending: tuple[SpanProcessor, ...] = ()
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        with self._lock:
+            self._span_processors += (span_processor,)
+            if type(span_processor).on_start is not SpanProcessor.on_start:
+                self._starting += (span_processor,)
+            if type(span_processor)._on_ending is not SpanProcessor._on_ending:  # noqa: SLF001
+                self._ending += (span_processor,)
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for processor in self._span_processors:
+        for processor in self._starting:
             try:
                 processor.on_start(span, parent_context=parent_context)
             except Exception as error:  # noqa: BLE001
                 _report(processor, "on_start", error)
 
     def _on_ending(self, span: Span) -> None:
-        for processor in self._span_processors:
+        for processor in self._ending:
             try:
                 processor._on_ending(span)  # noqa: SLF001 - forwarding the SDK's own hook
             except Exception as error:  # noqa: BLE001

@@ -165,7 +165,7 @@ class OperationStatsStore:
         """Start empty; also run in a forked child, whose spans are its own."""
         self._lock = threading.Lock()
         self._pending.clear()
-        self._operations: dict[tuple[str, str, SpanKind], _Operation] = {}
+        self._operations: dict[tuple[str, str, int], _Operation] = {}
         self._last_resource: object = None
         self._last_service = ""
         self.overflow_warned = False
@@ -260,11 +260,20 @@ class OperationStatsStore:
                 report_once(_logger, "aggregating span statistics", error)
 
     def _aggregate(self, span: ReadableSpan) -> None:
+        """Add one span to its operation's open slot (the common path is kept inline: it runs per span)."""
         start, end = span.start_time, span.end_time
         if start is None or end is None:
             return
         duration = end - start if end > start else 0
-        operation = self._operation_for(span)
+        resource = span.resource
+        if resource is not self._last_resource:
+            self._last_resource = resource
+            self._last_service = str(resource.attributes.get("service.name", "")) if resource else ""
+        kind = span.kind
+        # id(kind): SpanKind members are singletons, and hashing an Enum member runs Python code.
+        operation = self._operations.get((self._last_service, span.name, id(kind)))
+        if operation is None:
+            operation = self._new_operation(span.name, kind)
         index = end * SLOTS_PER_WINDOW // self._base_divisor
         slot = operation.open
         if slot is None or slot.index < index:
@@ -274,12 +283,12 @@ class OperationStatsStore:
         elif slot.index > index:
             # Ended before the open slot (queued out of order): goes straight to the windows.
             slot = _Slot(index)
-            self._add(slot, span, duration, operation)
+            self._add(slot, span, duration, end, operation)
             self._close(operation, slot)
             return
-        self._add(slot, span, duration, operation)
+        self._add(slot, span, duration, end, operation)
 
-    def _add(self, slot: _Slot, span: ReadableSpan, duration: int, operation: _Operation) -> None:
+    def _add(self, slot: _Slot, span: ReadableSpan, duration: int, end: int, operation: _Operation) -> None:
         slot.histogram.add(duration)
         if span.status.status_code is StatusCode.ERROR:
             slot.errors += 1
@@ -289,13 +298,12 @@ class OperationStatsStore:
         if duration >= threshold_ns:
             slot.slow += 1
         slowest = slot.slowest
-        if len(slowest) < self.slowest_kept or duration > slowest[0][0]:
+        if len(slowest) < self.slowest_kept:
             context = span.context
-            candidate = (duration, span.end_time or 0, context.trace_id, context.span_id)
-            if len(slowest) < self.slowest_kept:
-                heapq.heappush(slowest, candidate)
-            else:
-                heapq.heapreplace(slowest, candidate)
+            heapq.heappush(slowest, (duration, end, context.trace_id, context.span_id))
+        elif slowest and duration > slowest[0][0]:
+            context = span.context
+            heapq.heapreplace(slowest, (duration, end, context.trace_id, context.span_id))
 
     def _close(self, operation: _Operation, closed: _Slot) -> None:
         """Merge a closed base slot into the slot of each window that contains it."""
@@ -309,18 +317,10 @@ class OperationStatsStore:
                 continue  # older than this window reaches back
             slot.merge(closed, self.slowest_kept)
 
-    def _operation_for(self, span: ReadableSpan) -> _Operation:
-        resource = span.resource
-        if resource is not self._last_resource:
-            self._last_resource = resource
-            self._last_service = str(resource.attributes.get("service.name", "")) if resource else ""
-        key = (self._last_service, span.name, span.kind)
-        operation = self._operations.get(key)
-        if operation is not None:
-            return operation
+    def _new_operation(self, name: str, kind: SpanKind) -> _Operation:
+        """Register an operation, or fold it into the overflow operation past the cap."""
+        service = self._last_service
         if len(self._operations) >= self.max_operations:
-            key = (self._last_service, OVERFLOW_OPERATION, span.kind)
-            operation = self._operations.get(key)
             if not self.overflow_warned:
                 self.overflow_warned = True
                 _logger.warning(
@@ -329,10 +329,14 @@ class OperationStatsStore:
                     self.max_operations,
                     OVERFLOW_OPERATION,
                 )
-            if operation is not None:
-                return operation
-        threshold_ns = None if key[1] == OVERFLOW_OPERATION else self.rules.for_name(key[1])[0]
-        operation = self._operations[key] = _Operation(key[0], key[1], key[2], threshold_ns, len(self.windows_s))
+            name = OVERFLOW_OPERATION
+            overflow = self._operations.get((service, name, id(kind)))
+            if overflow is not None:
+                return overflow
+        threshold_ns = None if name == OVERFLOW_OPERATION else self.rules.for_name(name)[0]
+        operation = self._operations[(service, name, id(kind))] = _Operation(
+            service, name, kind, threshold_ns, len(self.windows_s)
+        )
         return operation
 
 
