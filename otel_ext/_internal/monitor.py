@@ -106,8 +106,6 @@ class _Handler(BaseHTTPRequestHandler):
     server: _MonitorHTTPServer
     server_version = "otel-ext-monitor"
     timeout = _IDLE_CONNECTION_TIMEOUT_S  # idle or half-open connections must not pin a thread forever
-    error_content_type = "application/json"
-    error_message_format = '{"error": "%(code)d %(message)s; the monitor answers GET only"}'
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         try:
@@ -121,6 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # noqa: BLE001 - never a stack trace to the client
             report_once(_logger, "monitor request", error)
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error; see the app's log"})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (other methods, malformed requests) as JSON too."""
+        self.close_connection = True
+        status = HTTPStatus(code)
+        self._send(status, {"error": f"{code} {message or status.phrase}; the monitor answers GET {PERFORMANCE_PATH}"})
 
     def _send(self, status: HTTPStatus, document: dict[str, object]) -> None:
         body = json.dumps(document).encode()

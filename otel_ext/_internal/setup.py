@@ -225,7 +225,7 @@ def _exporter_args(name: str, settings: Settings, bad_timeout: bool) -> dict[str
 
 
 def _resource(attributes: dict[str, AttributeValue]) -> Resource:
-    """The SDK's resource (env variables win, as the spec says) plus ``process.pid``.
+    """The SDK's resource from the ``OTEL_*`` variables, ``attributes`` merged over it, plus ``process.pid``.
 
     ``process.pid`` lets a forked worker's spans be told from its parent's.
     """

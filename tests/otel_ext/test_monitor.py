@@ -181,7 +181,9 @@ def test_other_methods_get_json_errors(monitor: MonitorServer) -> None:
     except urllib.error.HTTPError as error:
         assert error.code == 501
         assert error.headers["Content-Type"] == "application/json"
-        assert json.load(error) == {"error": "501 Unsupported method ('POST'); the monitor answers GET only"}
+        assert json.load(error) == {
+            "error": "501 Unsupported method ('POST'); the monitor answers GET /monitoring/performance"
+        }
     else:
         raise AssertionError("POST must be refused")
 
