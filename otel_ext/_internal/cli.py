@@ -1,4 +1,4 @@
-"""``otel-ext`` command line: ``demo`` and ``check``."""
+"""otel-ext command line: run the demo, or check the environment."""
 
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ def check() -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
+    if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,18 +12,20 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_HEADERS,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
     OTEL_EXPORTER_OTLP_TRACES_HEADERS,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
@@ -47,7 +49,10 @@ from processors import DEFAULT_SLOW_THRESHOLD_MS, DEFAULT_WINDOWS_S, ThresholdRu
 __all__ = [
     "RATIO_SAMPLERS",
     "Settings",
+    "EXPORTER_GROUPS",
     "check_standard_variables",
+    "installed",
+    "otlp_protocol",
     "parse_window",
     "read_settings",
     "sampler_ratio",
@@ -57,7 +62,9 @@ __all__ = [
 
 RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 _PROTOCOLS = ("grpc", "http/protobuf")
-_EXPORTER_GROUPS = {
+DEFAULT_PROTOCOL = "grpc"  # what the Python SDK uses for the otlp exporter name
+SAMPLER_GROUP = "opentelemetry_traces_sampler"
+EXPORTER_GROUPS = {
     OTEL_TRACES_EXPORTER: "opentelemetry_traces_exporter",
     OTEL_METRICS_EXPORTER: "opentelemetry_metrics_exporter",
     OTEL_LOGS_EXPORTER: "opentelemetry_logs_exporter",
@@ -93,16 +100,29 @@ def parse_milliseconds(text: str) -> float:
     return value
 
 
+class PartlyInvalid(ValueError):
+    """Some entries of a list are bad: the good ones are still used."""
+
+    def __init__(self, message: str, usable: object) -> None:
+        super().__init__(message)
+        self.usable = usable
+
+
 def parse_thresholds(text: str) -> tuple[tuple[str, float], ...]:
-    rules = []
+    rules, bad = [], []
     for entry in filter(None, (part.strip() for part in text.split(","))):
         pattern, separator, milliseconds = entry.rpartition("=")
-        if not separator or not pattern.strip():
-            raise ValueError(f"entry {entry!r} has no pattern=ms form")
         try:
+            if not separator or not pattern.strip():
+                raise ValueError
             rules.append((pattern.strip(), parse_milliseconds(milliseconds.strip())))
         except ValueError:
-            raise ValueError(f"entry {entry!r} needs a number of milliseconds >= 0") from None
+            bad.append(entry)
+    if bad:
+        message = f"entries {', '.join(map(repr, bad))} are not pattern=ms with ms >= 0"
+        if rules:
+            raise PartlyInvalid(message, tuple(rules))
+        raise ValueError(message)
     return tuple(rules)
 
 
@@ -157,11 +177,12 @@ def parse_bool(text: str) -> bool:
 
 def parse_host(text: str) -> str:
     host = text.strip()
-    if host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError from None
+    if host.lower() == "localhost":
+        return "localhost"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError from None
     return host
 
 
@@ -200,6 +221,9 @@ def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
             continue
         try:
             values[field_name] = parse(raw)
+        except PartlyInvalid as error:
+            values[field_name] = error.usable
+            problems.append(f"{name}={raw!r} is partly invalid ({error}): expected {accepted}; using the other entries")
         except (ValueError, TypeError) as error:
             detail = f" ({error})" if str(error) else ""
             problems.append(f"{name}={raw!r} is invalid{detail}: expected {accepted}; {fallback}")
@@ -223,6 +247,26 @@ def sampler_ratio(environ: Mapping[str, str]) -> tuple[float | None, str | None]
         f"{OTEL_TRACES_SAMPLER_ARG}={raw!r} is invalid: expected a probability between 0 and 1, "
         "e.g. 0.25; sampling every trace (ratio 1.0)"
     )
+
+
+def otlp_protocol(raw: str | None) -> str:
+    """The OTLP protocol to use for a variable's value: case-insensitive, never failing.
+
+    An unsupported value falls back to the closest supported one (an HTTP
+    flavour to http/protobuf, anything else to gRPC), where the SDK would
+    abort the whole setup.
+    """
+    if raw is None or not raw.strip():
+        return DEFAULT_PROTOCOL
+    protocol = raw.strip().lower()
+    if protocol in _PROTOCOLS:
+        return protocol
+    return "http/protobuf" if protocol.startswith("http") else DEFAULT_PROTOCOL
+
+
+def installed(group: str) -> dict[str, EntryPoint]:
+    """Entry points of a group by name (exporters, samplers)."""
+    return {entry_point.name: entry_point for entry_point in entry_points(group=group)}
 
 
 def timeout_problems(environ: Mapping[str, str]) -> list[str]:
@@ -262,17 +306,30 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
             problems.append(f"{name}: an entry of {len(entry)} characters has no key=value form; it is skipped")
     for name in (OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL):
         raw = environ.get(name)
-        if raw is not None and raw.strip() not in _PROTOCOLS:
-            problems.append(f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}; using grpc")
+        if raw is not None and raw.strip().lower() not in _PROTOCOLS:
+            problems.append(
+                f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}; using {otlp_protocol(raw)}"
+            )
     problems.extend(timeout_problems(environ))
-    for variable, group in _EXPORTER_GROUPS.items():
-        installed = {entry_point.name for entry_point in entry_points(group=group)} | {"none"}
+    for variable, group in EXPORTER_GROUPS.items():
+        names = set(installed(group)) | {"none"}
         for name in (part.strip() for part in environ.get(variable, "").split(",")):
-            if name and name not in installed:
+            if name and name.lower() not in names:
                 problems.append(
-                    f"{variable}: {name!r} is not an installed exporter (installed: {', '.join(sorted(installed))}); "
+                    f"{variable}: {name!r} is not an installed exporter (installed: {', '.join(sorted(names))}); "
                     "it is skipped"
                 )
+    sampler = environ.get(OTEL_TRACES_SAMPLER, "").strip()
+    samplers = installed(SAMPLER_GROUP)
+    if sampler and sampler.lower() not in samplers:
+        problems.append(
+            f"{OTEL_TRACES_SAMPLER}={sampler!r} is not an installed sampler (installed: {', '.join(sorted(samplers))}); "
+            "using parentbased_always_on"
+        )
+    for name in (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT):
+        raw = environ.get(name, "").strip()
+        if raw and not re.match(r"https?://[^/]", raw, re.IGNORECASE):
+            problems.append(f"{name}={raw!r} is invalid: expected an http:// or https:// URL; export will fail")
     endpoint = environ.get(OTEL_EXPORTER_OTLP_ENDPOINT, "").rstrip("/")
     if re.search(r"/v1/(traces|metrics|logs)$", endpoint):
         problems.append(

@@ -29,6 +29,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 )
 
+from otel_ext._internal.config import read_settings, window_label
 from otel_ext._internal.monitor import PERFORMANCE_PATH
 
 __all__ = ["run_demo"]
@@ -156,10 +157,15 @@ def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
               file=sys.stderr)
         return 2
     output_dir = Path(output).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
     spans_file = output_dir / "spans.jsonl"
-    spans_file.unlink(missing_ok=True)
-    (output_dir / "shop.sqlite3").unlink(missing_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        spans_file.unlink(missing_ok=True)
+        (output_dir / "shop.sqlite3").unlink(missing_ok=True)
+    except OSError as error:
+        print(f"otel-ext demo: cannot use {output_dir} for the demo's files ({error.strerror}); "
+              "choose another folder with --output", file=sys.stderr)
+        return 2
     app_port, monitor_port = _free_port(), _free_port()
     environment = _app_environment(output_dir, app_port, monitor_port, spans_file)
     base = f"http://127.0.0.1:{app_port}"
@@ -182,8 +188,11 @@ def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
                 for status in pool.map(lambda item: _send(base, *item), schedule):
                     statuses.append(status)
                     _progress(len(statuses), len(schedule))
-            with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}{PERFORMANCE_PATH}?window=5m", timeout=10) as r:
-                report = json.load(r)
+            window = window_label(max(read_settings(environment)[0].windows_s))
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{monitor_port}{PERFORMANCE_PATH}?window={window}", timeout=10
+            ) as response:
+                report = json.load(response)
         finally:
             app.send_signal(signal.SIGTERM)
             try:

@@ -6,10 +6,12 @@ Served by a stdlib HTTP server on a daemon thread, bound to 127.0.0.1 unless
 told otherwise. Bad query parameters get a 400 with a message, never a stack
 trace.
 
-Pre-fork servers: statistics are per process. A forked child binds its own
-port (the first free one of the configured range). A parent that has recorded
-no span yet (a gunicorn master) hands its port over at fork time, so with a
-single port the first worker serves it instead of an always-empty master.
+Pre-fork servers: statistics are per process, and a process serves them once
+it has recorded a span. At fork, a parent that has recorded none yet (a
+gunicorn master, or an app creating its process pool at start-up) frees its
+port; it and each child bind (the first free port of the configured range) when
+they record their first span. So the processes that do the work serve the
+monitor, and an idle master never holds the port.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ PERFORMANCE_PATH = "/monitoring/performance"
 _KINDS = {kind.name.lower(): kind for kind in SpanKind}
 _PARAMETERS = ("window", "operation", "kind")
 _MAX_OPERATION_LENGTH = 512
-_BIND_ATTEMPTS_AFTER_FORK = 30
+_BIND_ATTEMPTS_AFTER_FORK = 10
 _BIND_RETRY_S = 0.1
 _IDLE_CONNECTION_TIMEOUT_S = 10
 _POLL_INTERVAL_S = 0.05  # how long stop() may wait for the serving loop
@@ -87,6 +89,7 @@ def performance_report(store: OperationStatsStore, query: str) -> dict[str, obje
     return {
         "window": window_label(window_s),
         "window_seconds": window_s,
+        "pid": os.getpid(),
         "operations": [_rounded(stats.as_dict()) for stats in operations],
     }
 
@@ -132,7 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
         """Requests to the monitor stay out of the app's logs."""
@@ -161,6 +165,7 @@ class MonitorServer:
         self.ports = ports
         self._server: _MonitorHTTPServer | None = None
         self._wanted = False  # start() was called: forked children serve too
+        self._start_lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
             in_parent = weakref.WeakMethod(self._after_fork_in_parent)
             in_child = weakref.WeakMethod(self._after_fork_in_child)
@@ -209,23 +214,30 @@ class MonitorServer:
             server.shutdown()
             server.server_close()
 
-    def _after_fork_in_parent(self) -> None:
-        """A parent with no statistics of its own (a pre-fork master) lets its workers have the port.
+    def _start_on_first_span(self) -> None:
+        """Bind when this process records its next span, on a thread of our own (no I/O on the span path)."""
 
-        Stopped at once (within one poll interval), so workers forked next
-        inherit no copy of the listening socket.
-        """
+        def start_once() -> None:
+            with self._start_lock:
+                if self._server is None:
+                    self.start(attempts=_BIND_ATTEMPTS_AFTER_FORK)
+
+        self.store.on_first_record = lambda: threading.Thread(
+            target=start_once, name="otel-ext-monitor-start", daemon=True
+        ).start()
+
+    def _after_fork_in_parent(self) -> None:
+        """A parent that has recorded no span frees the port now (before the next fork) and waits for one."""
         if self._server is not None and self.store.is_empty():
-            _logger.info("otel-ext: monitor port handed to forked workers (pid %d has recorded no span)", os.getpid())
+            _logger.info("otel-ext: monitor port freed for forked workers (pid %d has recorded no span)", os.getpid())
             self.stop()
+            self._start_on_first_span()
 
     def _after_fork_in_child(self) -> None:
-        """Close the inherited copy of the parent's socket, then bind a port of our own."""
+        """Close the inherited copy of the parent's socket; serve once this child records a span."""
         if not self._wanted:
             return
         if self._server is not None:
             self._server.socket.close()
             self._server = None
-        threading.Thread(
-            target=self.start, args=(_BIND_ATTEMPTS_AFTER_FORK,), name="otel-ext-monitor-start", daemon=True
-        ).start()
+        self._start_on_first_span()

@@ -19,15 +19,20 @@ from typing import Literal
 from opentelemetry import trace
 from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk._configuration import (
-    _get_exporter_entry_point,
     _get_id_generator,
-    _import_config_components,
     _import_id_generator,
     _import_sampler,
     _init_logging,
     _init_metrics,
 )
-from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED, OTEL_TRACES_SAMPLER
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_SDK_DISABLED,
+    OTEL_TRACES_SAMPLER,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -40,9 +45,12 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.util.types import AttributeValue
 
 from otel_ext._internal.config import (
+    EXPORTER_GROUPS,
     RATIO_SAMPLERS,
     Settings,
     check_standard_variables,
+    installed,
+    otlp_protocol,
     read_settings,
     sampler_ratio,
     timeout_problems,
@@ -70,7 +78,13 @@ _EXPORTER_VARIABLES: dict[Signal, str] = {
     "logs": OTEL_LOGS_EXPORTER,
 }
 _DEFAULT_EXPORTERS: dict[Signal, list[str]] = {"traces": ["otlp"], "metrics": ["otlp"], "logs": []}
-_OTLP_GRPC = "otlp_proto_grpc"
+_OTLP = "otlp"
+_OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+_PROTOCOL_VARIABLES: dict[Signal, str] = {
+    "traces": OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    "metrics": OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    "logs": OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+}
 _FILE_EXPORTER = "otlp_json_file"
 _DEFAULT_OTLP_TIMEOUT_S = 10.0
 
@@ -187,26 +201,28 @@ def _exporter_classes(signal: Signal) -> dict[str, type]:
     """Exporter classes named by ``OTEL_{SIGNAL}_EXPORTER``, each resolved on its own.
 
     Unset means the same defaults as ``opentelemetry-distro`` (OTLP for traces
-    and metrics), in code as under ``opentelemetry-instrument``. An unknown
-    name is skipped with a warning and an unsupported OTLP protocol falls back
-    to gRPC (both reported by ``otel-ext check``), where the SDK would abort
-    the whole setup.
+    and metrics), in code as under ``opentelemetry-instrument``. Names and the
+    OTLP protocol are read case-insensitively; an unknown name is skipped and
+    an unsupported protocol replaced (both reported by ``check_standard_variables``),
+    where the SDK would abort the whole setup.
     """
     variable = _EXPORTER_VARIABLES[signal]
     raw = os.environ.get(variable)
-    names = _DEFAULT_EXPORTERS[signal] if raw is None else [part.strip() for part in raw.split(",") if part.strip()]
+    names = _DEFAULT_EXPORTERS[signal] if raw is None else [part.strip().lower() for part in raw.split(",")]
+    available = installed(EXPORTER_GROUPS[variable])
     classes: dict[str, type] = {}
     for name in names:
-        if name.lower() == "none":
-            continue
+        if name == _OTLP:
+            protocol = os.environ.get(_PROTOCOL_VARIABLES[signal]) or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL)
+            entry_point = available.get(_OTLP_BY_PROTOCOL[otlp_protocol(protocol)])
+        else:
+            entry_point = available.get(name)
+        if entry_point is None:
+            continue  # "none", empty, or not installed: already reported
         try:
-            entry_point_name = _get_exporter_entry_point(name, signal)
-        except RuntimeError:
-            entry_point_name = _OTLP_GRPC
-        try:
-            classes[name] = _import_config_components([entry_point_name], f"opentelemetry_{signal}_exporter")[0][1]
-        except Exception as error:  # noqa: BLE001 - a bad name must not stop the app
-            _logger.warning("otel-ext: %s: exporter %r is not installed (%s); it is skipped", variable, name, error)
+            classes[name] = entry_point.load()
+        except Exception as error:  # noqa: BLE001 - a broken package must not stop the app
+            _logger.warning("otel-ext: %s: exporter %r failed to load (%s); it is skipped", variable, name, error)
     return classes
 
 

@@ -156,6 +156,8 @@ class OperationStatsStore:
         self._base_divisor = base_seconds * 1_000_000_000
         self._slots_per_base = [window // base_seconds for window in self.windows_s]
         self._pending: deque[ReadableSpan] = deque()
+        self.on_first_record: Callable[[], None] | None = None
+        """Called once, on the thread that records the next span; it must return at once."""
         self._init_aggregates()
         if hasattr(os, "register_at_fork"):
             reset = weakref.WeakMethod(self._init_aggregates)
@@ -172,6 +174,10 @@ class OperationStatsStore:
 
     def record(self, span: ReadableSpan) -> None:
         """Hot path: queue the span; fold the queue in now and then."""
+        if self.on_first_record is not None:
+            hook, self.on_first_record = self.on_first_record, None
+            if hook is not None:
+                hook()
         pending = self._pending
         pending.append(span)
         if len(pending) >= _DRAIN_BATCH and self._lock.acquire(blocking=len(pending) >= _PENDING_LIMIT):
@@ -189,7 +195,8 @@ class OperationStatsStore:
     ) -> list[OperationStats]:
         """Stats per operation over the last ``window_s`` seconds (one of ``windows_s``).
 
-        ``operation`` is an exact name or a glob (``GET /books*``).
+        ``operation`` is an exact name (even one with glob characters, such
+        as ``GET /items/[id]``) or a glob (``GET /books*``).
         """
         window_position = self.windows_s.index(window_s)
         slots_per_base = self._slots_per_base[window_position]
@@ -201,7 +208,7 @@ class OperationStatsStore:
             for op in self._operations.values():
                 if kind is not None and op.kind is not kind:
                     continue
-                if matches is not None and not matches(op.name):
+                if matches is not None and op.name != operation and not matches(op.name):
                     continue
                 slots = [slot for slot in op.rings[window_position] if slot is not None and slot.index >= oldest_slot]
                 if op.open is not None and op.open.index // slots_per_base >= oldest_slot:

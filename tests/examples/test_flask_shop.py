@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.support.otlp_sink import OtlpSink
@@ -77,7 +78,7 @@ def test_example_shop_end_to_end(otlp_sink: OtlpSink) -> None:
 
 
 def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -> None:
-    """gunicorn pre-fork: the master hands its port over; each worker serves its own statistics."""
+    """gunicorn pre-fork: the idle master frees its port; each worker that served requests shows its own."""
     workers, requests = 3, 30
     first_port = free_port()
     while any(_port_taken(port) for port in range(first_port, first_port + workers + 1)):
@@ -99,9 +100,10 @@ def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -
             except OSError:
                 assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
                 time.sleep(0.2)
-        for _ in range(requests - 1):
-            urllib.request.urlopen(f"http://127.0.0.1:{app_port}/books", timeout=5).close()
-        time.sleep(1.0)  # every worker has bound its port (a bounded retry after fork)
+        with ThreadPoolExecutor(workers) as pool:  # concurrent, so the kernel spreads them over the workers
+            list(pool.map(lambda _: urllib.request.urlopen(f"http://127.0.0.1:{app_port}/books", timeout=5).close(),
+                          range(requests - 1)))
+        time.sleep(1.0)  # a worker binds its port on its first span, on a thread of its own
         served: dict[int, int] = {}
         for port in range(first_port, first_port + workers + 1):
             try:
@@ -114,8 +116,9 @@ def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -
     finally:
         process.terminate()
         output = process.communicate(timeout=20)[0].decode()
-    assert len(served) == workers, (served, output)
+    assert 1 <= len(served) <= workers, (served, output)
     assert sum(served.values()) == requests, "every request counted once, by the worker that served it"
+    assert all(count > 0 for count in served.values()), "only processes that did work hold a port (not the master)"
     assert "Traceback" not in output
 
 

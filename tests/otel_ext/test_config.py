@@ -7,6 +7,7 @@ import pytest
 from otel_ext._internal.config import (
     Settings,
     check_standard_variables,
+    otlp_protocol,
     parse_window,
     read_settings,
     sampler_ratio,
@@ -145,9 +146,43 @@ def test_generic_endpoint_with_signal_path_warns_of_doubled_path(endpoint: str) 
     assert "doubled path" in problems[0] and "'http://h:4318'" in problems[0]
 
 
-def test_unknown_protocol_is_reported() -> None:
-    problems = check_standard_variables({"OTEL_EXPORTER_OTLP_PROTOCOL": "http"})
-    assert problems == ["OTEL_EXPORTER_OTLP_PROTOCOL='http' is invalid: expected one of grpc, http/protobuf; using grpc"]
+@pytest.mark.parametrize(("value", "used"), [("http", "http/protobuf"), ("http/json", "http/protobuf"), ("foo", "grpc")])
+def test_unsupported_protocol_is_reported_with_the_closest_supported_one(value: str, used: str) -> None:
+    problems = check_standard_variables({"OTEL_EXPORTER_OTLP_PROTOCOL": value})
+    assert problems == [
+        f"OTEL_EXPORTER_OTLP_PROTOCOL={value!r} is invalid: expected one of grpc, http/protobuf; using {used}"
+    ]
+    assert otlp_protocol(value) == used
+
+
+@pytest.mark.parametrize(("value", "used"), [("GRPC", "grpc"), (" HTTP/Protobuf ", "http/protobuf"), (None, "grpc")])
+def test_protocol_is_case_insensitive(value: str | None, used: str) -> None:
+    """The specification asks for enum values to be read case-insensitively."""
+    assert otlp_protocol(value) == used
+    if value is not None:
+        assert check_standard_variables({"OTEL_EXPORTER_OTLP_PROTOCOL": value}) == []
+
+
+def test_partly_invalid_thresholds_keep_the_good_entries() -> None:
+    settings, problems = read_settings({"OTEL_EXT_SLOW_THRESHOLDS": "GET /x=abc,=5,db.*=50,GET /y*=300"})
+    assert settings.slow_thresholds == (("db.*", 50.0), ("GET /y*", 300.0))
+    assert problems == [
+        "OTEL_EXT_SLOW_THRESHOLDS='GET /x=abc,=5,db.*=50,GET /y*=300' is partly invalid (entries 'GET /x=abc', "
+        "'=5' are not pattern=ms with ms >= 0): expected pattern=ms pairs, e.g. 'GET /search*=300,db.*=50'; "
+        "using the other entries"
+    ]
+
+
+def test_unknown_sampler_and_non_http_endpoint_are_reported() -> None:
+    problems = check_standard_variables({"OTEL_TRACES_SAMPLER": "bogus", "OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://x"})
+    assert problems[0].startswith("OTEL_TRACES_SAMPLER='bogus' is not an installed sampler (installed: ")
+    assert "traceidratio" in problems[0] and problems[0].endswith("using parentbased_always_on")
+    assert problems[1] == "OTEL_EXPORTER_OTLP_ENDPOINT='ftp://x' is invalid: expected an http:// or https:// URL; export will fail"
+    assert check_standard_variables({"OTEL_TRACES_SAMPLER": "ParentBased_TraceIdRatio"}) == []
+
+
+def test_localhost_is_accepted_in_any_case() -> None:
+    assert read_settings({"OTEL_EXT_MONITOR_HOST": "LOCALHOST"}) == (Settings(monitor_host="localhost"), [])
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-1", "inf"])

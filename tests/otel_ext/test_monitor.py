@@ -143,31 +143,39 @@ def test_port_range_takes_next_free_port(store: OperationStatsStore, monitor: Mo
         second.stop()
 
 
-def test_forked_child_serves_its_own_stats_on_the_next_port(store: OperationStatsStore, monitor: MonitorServer) -> None:
+def test_forked_child_serves_its_own_stats_on_the_next_port(store: OperationStatsStore) -> None:
     """Pre-fork servers: the child must not crash on the parent's port; with a range it takes the next one."""
-    parent_port = _port_of(monitor)
-    ranged = MonitorServer(store, "127.0.0.1", (parent_port, parent_port + 20))
-    assert ranged.start() and ranged.url != monitor.url
+    port = _free_port()
+    ranged = MonitorServer(store, "127.0.0.1", (port, port + 20))
+    assert ranged.start()
+    parent_url = ranged.url
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
         try:
+            before = ranged.url  # nothing served until this child records a span
+            provider = TracerProvider()
+            provider.add_span_processor(OperationStatsProcessor(store))
+            provider.get_tracer("child").start_span("GET /child", start_time=NOW - MS).end(end_time=NOW)
             deadline = time.monotonic() + 5
             while ranged.url is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             status, body = _get(ranged.url) if ranged.url else (0, {})
-            os.write(write_end, json.dumps([ranged.url, status, body]).encode())
+            os.write(write_end, json.dumps([before, ranged.url, status, body]).encode())
         finally:
             os._exit(0)
     os.close(write_end)
     try:
-        child_url, child_status, child_body = json.loads(os.read(read_end, 65536))
+        child_before, child_url, child_status, child_body = json.loads(os.read(read_end, 65536))
     finally:
         os.waitpid(child, 0)
         os.close(read_end)
     try:
-        assert child_url not in (None, monitor.url, ranged.url)
-        assert child_status == 200 and child_body["operations"] == [], "a forked worker's statistics start empty"
+        assert child_before is None
+        assert child_url not in (None, parent_url)
+        assert child_status == 200 and child_body["pid"] == child
+        assert [op["name"] for op in child_body["operations"]] == ["GET /child"], "a worker counts only its own spans"
+        assert ranged.url == parent_url, "a parent with statistics keeps its port"
         parent_status, parent_body = _get(f"{ranged.url}")
         assert parent_status == 200 and {op["name"] for op in parent_body["operations"]} == {"GET /books", "GET /search", "SELECT"}
     finally:
@@ -217,7 +225,7 @@ def test_exhausted_range_is_named_and_retries_are_bounded(store: OperationStatsS
 
 
 def test_parent_without_spans_hands_its_port_to_the_forked_worker() -> None:
-    """A pre-fork master records nothing: with one port, the first worker must serve instead of the master."""
+    """A pre-fork master records nothing: with one port, the worker doing the work must serve, not the master."""
     empty = OperationStatsStore(clock=lambda: NOW)
     port = _free_port()
     master = MonitorServer(empty, "127.0.0.1", (port, port))
@@ -244,7 +252,19 @@ def test_parent_without_spans_hands_its_port_to_the_forked_worker() -> None:
         os.close(read_end)
     assert child_url == f"http://127.0.0.1:{port}/monitoring/performance", "the worker took over the single port"
     assert child_status == 200 and [op["name"] for op in child_body["operations"]] == ["GET /worker"]
+    assert child_body["pid"] == child
+    assert master.url is None, "the span-less parent freed the port at fork"
+
+    # An app that forked its pool before its first request serves again once it records a span.
+    provider = TracerProvider()
+    provider.add_span_processor(OperationStatsProcessor(empty))
+    provider.get_tracer("parent").start_span("GET /parent", start_time=NOW - MS).end(end_time=NOW)
     deadline = time.monotonic() + 5
-    while master.url is not None and time.monotonic() < deadline:
+    while master.url is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert master.url is None, "the span-less parent no longer serves"
+    try:
+        status, body = _get(f"{master.url}")
+        assert status == 200 and body["pid"] == os.getpid()
+        assert [op["name"] for op in body["operations"]] == ["GET /parent"]
+    finally:
+        master.stop()

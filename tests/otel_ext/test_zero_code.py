@@ -74,13 +74,16 @@ def test_configure_in_code_exports_over_otlp_by_default(otlp_sink: OtlpSink) -> 
     assert {(r["service.name"], r["team"]) for r in resources} == {("from-code", "code")}, "code wins, as the spec says"
 
 
-def test_unsupported_protocol_falls_back_to_grpc(otlp_sink: OtlpSink) -> None:
+@pytest.mark.parametrize(("protocol", "used"), [("http/json", "http/protobuf"), ("foo", "grpc"), ("GRPC", "grpc")])
+def test_unsupported_protocol_falls_back_to_the_closest(otlp_sink: OtlpSink, protocol: str, used: str) -> None:
+    endpoint = otlp_sink.http_endpoint if used == "http/protobuf" else otlp_sink.grpc_endpoint
     run = run_scenario("short_lived", "return",
-                       **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_EXPORTER_OTLP_PROTOCOL="http/json"))
+                       **otlp_variables(endpoint, "grpc", OTEL_EXPORTER_OTLP_PROTOCOL=protocol))
     assert run.returncode == 0, run.stderr
-    assert "OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is invalid: expected one of grpc, http/protobuf; using grpc" in run.stderr
+    warning = f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is invalid: expected one of grpc, http/protobuf; using {used}"
+    assert (warning in run.stderr) is (protocol.lower() != used)
     assert len(otlp_sink.wait_for_spans(4)) == 4
-    assert {received.transport for received in otlp_sink.requests} == {"grpc"}
+    assert {received.transport for received in otlp_sink.requests} == {"http" if used == "http/protobuf" else "grpc"}
 
 
 def test_unknown_exporter_is_skipped_and_the_others_still_export(otlp_sink: OtlpSink) -> None:

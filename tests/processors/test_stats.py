@@ -385,3 +385,11 @@ def test_unknown_window_rejected(store: OperationStatsStore) -> None:
         store.snapshot(120)
     with pytest.raises(ValueError):
         OperationStatsStore(windows_s=(5,))
+
+
+def test_exact_name_with_glob_characters_is_found(tracer: Tracer, store: OperationStatsStore) -> None:
+    """Guards names like 'GET /items/[id]' being unreachable because '[id]' reads as a glob class."""
+    emit(tracer, "GET /items/[id]", T0_NS, NS_PER_MS)
+    emit(tracer, "GET /items/i", T0_NS, NS_PER_MS)
+    assert [s.name for s in store.snapshot(60, operation="GET /items/[id]")] == ["GET /items/[id]", "GET /items/i"]
+    assert [s.name for s in store.snapshot(60, operation="GET /items/[[]id]")] == ["GET /items/[id]"]
