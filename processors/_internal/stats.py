@@ -254,63 +254,79 @@ class OperationStatsStore:
         )
 
     def _drain(self) -> None:
-        """Fold queued spans into the aggregates; the caller holds the lock."""
-        pending = self._pending
+        """Fold queued spans into the aggregates; the caller holds the lock.
+
+        This loop runs once per span, so its common path is written inline
+        with the lookups it needs bound once per batch; slot changes, new
+        operations and the slowest-span list go through helper methods.
+        """
+        pending, operations, divisor = self._pending, self._operations, self._base_divisor
+        error_code, kept = StatusCode.ERROR, self.slowest_kept
         while pending:
             try:
                 span = pending.popleft()
             except IndexError:
                 return
             try:
-                self._aggregate(span)
+                start, end = span.start_time, span.end_time
+                if start is None or end is None:
+                    continue
+                duration = end - start if end > start else 0
+                if span.resource is not self._last_resource:
+                    self._remember_service(span)
+                kind = span.kind
+                # id(kind): SpanKind members are singletons, and hashing an Enum member runs Python code.
+                operation = operations.get((self._last_service, span.name, id(kind)))
+                if operation is None:
+                    operation = self._new_operation(span.name, kind)
+                index = end * SLOTS_PER_WINDOW // divisor
+                slot = operation.open
+                late = False
+                if slot is None or slot.index != index:
+                    slot, late = self._slot_for(operation, index)
+                slot.histogram.add(duration)
+                if span.status.status_code is error_code:
+                    slot.errors += 1
+                threshold_ns = operation.threshold_ns
+                if threshold_ns is None:  # the overflow operation: each span keeps its own threshold
+                    threshold_ns = self.rules.for_name(span.name)[0]
+                if duration >= threshold_ns:
+                    slot.slow += 1
+                slowest = slot.slowest
+                if len(slowest) < kept or (slowest and duration > slowest[0][0]):
+                    self._keep_slowest(slowest, span, duration, end)
+                if late:
+                    self._close(operation, slot)
             except Exception as error:  # noqa: BLE001 - one bad span must not stop the rest
                 report_once(_logger, "aggregating span statistics", error)
 
-    def _aggregate(self, span: ReadableSpan) -> None:
-        """Add one span to its operation's open slot (the common path is kept inline: it runs per span)."""
-        start, end = span.start_time, span.end_time
-        if start is None or end is None:
-            return
-        duration = end - start if end > start else 0
-        resource = span.resource
-        if resource is not self._last_resource:
-            self._last_resource = resource
-            self._last_service = str(resource.attributes.get("service.name", "")) if resource else ""
-        kind = span.kind
-        # id(kind): SpanKind members are singletons, and hashing an Enum member runs Python code.
-        operation = self._operations.get((self._last_service, span.name, id(kind)))
-        if operation is None:
-            operation = self._new_operation(span.name, kind)
-        index = end * SLOTS_PER_WINDOW // self._base_divisor
-        slot = operation.open
-        if slot is None or slot.index < index:
-            if slot is not None:
-                self._close(operation, slot)
-            slot = operation.open = _Slot(index)
-        elif slot.index > index:
-            # Ended before the open slot (queued out of order): goes straight to the windows.
-            slot = _Slot(index)
-            self._add(slot, span, duration, end, operation)
-            self._close(operation, slot)
-            return
-        self._add(slot, span, duration, end, operation)
+    def _remember_service(self, span: ReadableSpan) -> None:
+        resource = self._last_resource = span.resource
+        self._last_service = str(resource.attributes.get("service.name", "")) if resource else ""
 
-    def _add(self, slot: _Slot, span: ReadableSpan, duration: int, end: int, operation: _Operation) -> None:
-        slot.histogram.add(duration)
-        if span.status.status_code is StatusCode.ERROR:
-            slot.errors += 1
-        threshold_ns = operation.threshold_ns
-        if threshold_ns is None:  # the overflow operation: each span keeps its own threshold
-            threshold_ns = self.rules.for_name(span.name)[0]
-        if duration >= threshold_ns:
-            slot.slow += 1
-        slowest = slot.slowest
+    def _slot_for(self, operation: _Operation, index: int) -> tuple[_Slot, bool]:
+        """The slot for a span ending in base slot ``index``, and whether it is a late one.
+
+        A newer slot closes the open one; a span that ended before the open
+        slot (queued out of order) gets a slot of its own, closed right after.
+        """
+        slot = operation.open
+        if slot is not None and slot.index > index:
+            return _Slot(index), True
+        if slot is not None:
+            self._close(operation, slot)
+        slot = operation.open = _Slot(index)
+        return slot, False
+
+    def _keep_slowest(
+        self, slowest: list[tuple[int, int, int, int]], span: ReadableSpan, duration: int, end: int
+    ) -> None:
+        context = span.context
+        candidate = (duration, end, context.trace_id, context.span_id)
         if len(slowest) < self.slowest_kept:
-            context = span.context
-            heapq.heappush(slowest, (duration, end, context.trace_id, context.span_id))
-        elif slowest and duration > slowest[0][0]:
-            context = span.context
-            heapq.heapreplace(slowest, (duration, end, context.trace_id, context.span_id))
+            heapq.heappush(slowest, candidate)
+        else:
+            heapq.heapreplace(slowest, candidate)
 
     def _close(self, operation: _Operation, closed: _Slot) -> None:
         """Merge a closed base slot into the slot of each window that contains it."""
