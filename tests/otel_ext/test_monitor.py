@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_ext._internal.monitor import MonitorServer
 from processors import OperationStatsProcessor, OperationStatsStore, ThresholdRules
+from tests.support.forking import run_in_child
 
 NOW = 1_800_000_000 * 1_000_000_000
 MS = 1_000_000
@@ -143,41 +144,35 @@ def test_port_range_takes_next_free_port(store: OperationStatsStore, monitor: Mo
         second.stop()
 
 
+def _record_and_query(store: OperationStatsStore, monitor: MonitorServer, name: str) -> dict[str, Any]:
+    """In a forked child: note the monitor URL, record one span, wait for the monitor, query it."""
+    before = monitor.url  # nothing is served until this process records a span
+    provider = TracerProvider()
+    provider.add_span_processor(OperationStatsProcessor(store))
+    provider.get_tracer("child").start_span(name, start_time=NOW - MS).end(end_time=NOW)
+    deadline = time.monotonic() + 5
+    while monitor.url is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status, body = _get(monitor.url) if monitor.url else (0, {})
+    return {"before": before, "url": monitor.url, "status": status, "body": body, "pid": os.getpid()}
+
+
 def test_forked_child_serves_its_own_stats_on_the_next_port(store: OperationStatsStore) -> None:
     """Pre-fork servers: the child must not crash on the parent's port; with a range it takes the next one."""
     port = _free_port()
     ranged = MonitorServer(store, "127.0.0.1", (port, port + 20))
     assert ranged.start()
     parent_url = ranged.url
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            before = ranged.url  # nothing served until this child records a span
-            provider = TracerProvider()
-            provider.add_span_processor(OperationStatsProcessor(store))
-            provider.get_tracer("child").start_span("GET /child", start_time=NOW - MS).end(end_time=NOW)
-            deadline = time.monotonic() + 5
-            while ranged.url is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            status, body = _get(ranged.url) if ranged.url else (0, {})
-            os.write(write_end, json.dumps([before, ranged.url, status, body]).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
     try:
-        child_before, child_url, child_status, child_body = json.loads(os.read(read_end, 65536))
-    finally:
-        os.waitpid(child, 0)
-        os.close(read_end)
-    try:
-        assert child_before is None
-        assert child_url not in (None, parent_url)
-        assert child_status == 200 and child_body["pid"] == child
-        assert [op["name"] for op in child_body["operations"]] == ["GET /child"], "a worker counts only its own spans"
+        child = run_in_child(lambda: _record_and_query(store, ranged, "GET /child"))
+        assert child["before"] is None
+        assert child["url"] not in (None, parent_url)
+        assert child["status"] == 200 and child["body"]["pid"] == child["pid"] != os.getpid()
+        assert [op["name"] for op in child["body"]["operations"]] == ["GET /child"], "a worker counts its own spans"
         assert ranged.url == parent_url, "a parent with statistics keeps its port"
         parent_status, parent_body = _get(f"{ranged.url}")
-        assert parent_status == 200 and {op["name"] for op in parent_body["operations"]} == {"GET /books", "GET /search", "SELECT"}
+        assert parent_status == 200
+        assert {op["name"] for op in parent_body["operations"]} == {"GET /books", "GET /search", "SELECT"}
     finally:
         ranged.stop()
 
@@ -230,29 +225,10 @@ def test_parent_without_spans_hands_its_port_to_the_forked_worker() -> None:
     port = _free_port()
     master = MonitorServer(empty, "127.0.0.1", (port, port))
     assert master.start()
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            provider = TracerProvider()
-            provider.add_span_processor(OperationStatsProcessor(empty))
-            provider.get_tracer("worker").start_span("GET /worker", start_time=NOW - MS).end(end_time=NOW)
-            deadline = time.monotonic() + 5
-            while master.url is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            status, body = _get(f"{master.url}") if master.url else (0, {})
-            os.write(write_end, json.dumps([master.url, status, body]).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        child_url, child_status, child_body = json.loads(os.read(read_end, 65536))
-    finally:
-        os.waitpid(child, 0)
-        os.close(read_end)
-    assert child_url == f"http://127.0.0.1:{port}/monitoring/performance", "the worker took over the single port"
-    assert child_status == 200 and [op["name"] for op in child_body["operations"]] == ["GET /worker"]
-    assert child_body["pid"] == child
+    child = run_in_child(lambda: _record_and_query(empty, master, "GET /worker"))
+    assert child["url"] == f"http://127.0.0.1:{port}/monitoring/performance", "the worker took over the single port"
+    assert child["status"] == 200 and child["body"]["pid"] == child["pid"]
+    assert [op["name"] for op in child["body"]["operations"]] == ["GET /worker"]
     assert master.url is None, "the span-less parent freed the port at fork"
 
     # An app that forked its pool before its first request serves again once it records a span.

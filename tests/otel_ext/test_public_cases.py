@@ -6,7 +6,6 @@ asserts on what a real receiver on 127.0.0.1 decoded.
 
 from __future__ import annotations
 
-import math
 import time
 
 import pytest

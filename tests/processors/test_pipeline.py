@@ -23,7 +23,8 @@ from processors import (
     refresh_process_pid,
     tag_slow_spans,
 )
-from tests.processors._support import NS_PER_MS, T0_NS, emit, run_in_child
+from tests.processors._support import NS_PER_MS, T0_NS, emit
+from tests.support.forking import run_in_child
 
 PIPELINE_LOGGER = "processors._internal.pipeline"
 

@@ -33,8 +33,8 @@ from tests.processors._support import (
     exact_quantile,
     provider_with,
     relative_error,
-    run_in_child,
 )
+from tests.support.forking import run_in_child
 
 SECOND = 1_000_000_000
 STATS_LOGGER = "processors._internal.stats"
