@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"   (+{(extended - base) * 1e6:.2f} us/span)")
     # Each round times (a) and (b) back to back, so the ratio within a round cancels the slow drifts of a
     # shared machine; the median of those ratios is the steadiest figure.
-    paired = statistics.median(b / a for a, b in zip(timings[bare.label], timings[ext.label]))
+    paired = statistics.median(b / a for a, b in zip(timings[bare.label], timings[ext.label], strict=True))
     print(f"median of per-round ratios: {paired:.3f}   overhead: {(paired - 1) * 100:+.1f} %")
     operations = {(stats.name, stats.count) for stats in store.snapshot(3600)}
     print(f"otel-ext store: {len(operations)} operations, {sum(count for _, count in operations)} spans counted")

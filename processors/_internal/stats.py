@@ -330,7 +330,7 @@ class OperationStatsStore:
 
     def _close(self, operation: _Operation, closed: _Slot) -> None:
         """Merge a closed base slot into the slot of each window that contains it."""
-        for ring, slots_per_base in zip(operation.rings, self._slots_per_base):
+        for ring, slots_per_base in zip(operation.rings, self._slots_per_base, strict=True):
             index = closed.index // slots_per_base
             position = index % SLOTS_PER_WINDOW
             slot = ring[position]
