@@ -70,3 +70,79 @@ OTEL_EXT_SPANS_FILE = "OTEL_EXT_SPANS_FILE"
 File the ``otlp_json_file`` trace exporter writes to (OTLP JSON lines), for
 runs without a collector; unset means standard output.
 """
+
+OTEL_EXT_SENTRY_ENABLED = "OTEL_EXT_SENTRY_ENABLED"
+"""
+.. envvar:: OTEL_EXT_SENTRY_ENABLED
+
+``true`` (default): when sentry-sdk is installed (``pip install 'otel-ext[sentry]'``)
+and ``SENTRY_DSN`` is set or the app initialised sentry-sdk, exceptions recorded
+on spans are sent to Sentry and linked both ways. ``false``: no Sentry link;
+``/monitoring/errors`` still counts errors.
+"""
+
+OTEL_EXT_TRACE_URL_TEMPLATE = "OTEL_EXT_TRACE_URL_TEMPLATE"
+"""
+.. envvar:: OTEL_EXT_TRACE_URL_TEMPLATE
+
+Link from a Sentry event to the trace in your trace UI; ``{trace_id}`` (and
+optionally ``{span_id}``) are replaced, e.g. ``http://jaeger:16686/trace/{trace_id}``.
+Unset: events carry the trace id but no link.
+"""
+
+OTEL_EXT_SENTRY_RATE_LIMIT = "OTEL_EXT_SENTRY_RATE_LIMIT"
+"""
+.. envvar:: OTEL_EXT_SENTRY_RATE_LIMIT
+
+At most this many Sentry events per error fingerprint (exception type,
+operation, raising line) per interval, as ``count/duration``; default ``10/1m``;
+``off`` sends every error. Suppressed errors are counted in ``/monitoring/errors``
+and in the next event of their fingerprint, and their spans link to that
+fingerprint's latest event.
+"""
+
+OTEL_EXT_ERROR_QUEUE_SIZE = "OTEL_EXT_ERROR_QUEUE_SIZE"
+"""
+.. envvar:: OTEL_EXT_ERROR_QUEUE_SIZE
+
+How many recorded exceptions may wait for the background worker (default
+``1000``); beyond that they are dropped and counted.
+"""
+
+OTEL_EXT_ERROR_FLUSH_INTERVAL_MS = "OTEL_EXT_ERROR_FLUSH_INTERVAL_MS"
+"""
+.. envvar:: OTEL_EXT_ERROR_FLUSH_INTERVAL_MS
+
+How often the background worker sends recorded exceptions (default ``1000``).
+"""
+
+OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS = "OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS"
+"""
+.. envvar:: OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS
+
+Longest time shutdown and process exit wait for queued errors to reach Sentry
+(default ``2000``).
+"""
+
+OTEL_EXT_USER_ID_ATTRIBUTES = "OTEL_EXT_USER_ID_ATTRIBUTES"
+"""
+.. envvar:: OTEL_EXT_USER_ID_ATTRIBUTES
+
+Span attributes holding a user id, first found wins; default ``enduser.id,user.id``.
+"""
+
+OTEL_EXT_USER_ID_SECRET = "OTEL_EXT_USER_ID_SECRET"
+"""
+.. envvar:: OTEL_EXT_USER_ID_SECRET
+
+Key for the pseudonymous user id sent to Sentry (HMAC-SHA256 of the raw id).
+Unset: no user is sent. Its value is never logged.
+"""
+
+OTEL_EXT_SENTRY_SEND_PII = "OTEL_EXT_SENTRY_SEND_PII"
+"""
+.. envvar:: OTEL_EXT_SENTRY_SEND_PII
+
+``true``: send the raw user id, ``user.email`` and ``client.address`` to
+Sentry, and initialise sentry-sdk with ``send_default_pii``. Default ``false``.
+"""

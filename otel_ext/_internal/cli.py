@@ -8,11 +8,15 @@ import sys
 from collections.abc import Sequence
 
 from otel_ext._internal.config import check_standard_variables, read_settings
+from otel_ext._internal.errors import sentry_problem
 
 
 def check() -> int:
     """Validate the current environment; list every problem, exit 1 if any."""
     problems = read_settings(os.environ)[1] + check_standard_variables(os.environ)
+    sentry = sentry_problem(os.environ)
+    if sentry is not None:
+        problems.append(sentry)
     for problem in problems:
         print(f"problem: {problem}")
     if problems:

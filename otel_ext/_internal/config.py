@@ -11,7 +11,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -35,14 +35,23 @@ from opentelemetry.sdk.environment_variables import (
 )
 
 from otel_ext.environment_variables import (
+    OTEL_EXT_ERROR_FLUSH_INTERVAL_MS,
+    OTEL_EXT_ERROR_QUEUE_SIZE,
     OTEL_EXT_MAX_OPERATIONS,
     OTEL_EXT_MONITOR_HOST,
     OTEL_EXT_MONITOR_PORT,
     OTEL_EXT_RECORD_UNSAMPLED,
+    OTEL_EXT_SENTRY_ENABLED,
+    OTEL_EXT_SENTRY_RATE_LIMIT,
+    OTEL_EXT_SENTRY_SEND_PII,
+    OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS,
     OTEL_EXT_SLOW_THRESHOLD_MS,
     OTEL_EXT_SLOW_THRESHOLDS,
     OTEL_EXT_SPANS_FILE,
     OTEL_EXT_STATS_WINDOWS,
+    OTEL_EXT_TRACE_URL_TEMPLATE,
+    OTEL_EXT_USER_ID_ATTRIBUTES,
+    OTEL_EXT_USER_ID_SECRET,
 )
 from processors import DEFAULT_SLOW_THRESHOLD_MS, DEFAULT_WINDOWS_S, ThresholdRules
 
@@ -71,6 +80,7 @@ EXPORTER_GROUPS = {
 }
 _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600}
 _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
+_MIN_SECRET_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,15 @@ class Settings:
     monitor_host: str = "127.0.0.1"
     record_unsampled: bool = True
     spans_file: str | None = None
+    sentry_enabled: bool = True
+    trace_url_template: str | None = None
+    sentry_rate_limit: tuple[int, int] | None = (10, 60)  # events per fingerprint, per seconds
+    error_queue_size: int = 1000
+    error_flush_interval_ms: float = 1000.0
+    sentry_shutdown_timeout_ms: float = 2000.0
+    user_id_attributes: tuple[str, ...] = ("enduser.id", "user.id")
+    user_id_secret: str | None = field(default=None, repr=False)
+    sentry_send_pii: bool = False
 
     def threshold_rules(self) -> ThresholdRules:
         return ThresholdRules(self.slow_threshold_ms, self.slow_thresholds)
@@ -195,6 +214,44 @@ def parse_file_path(text: str) -> str:
     return str(path)
 
 
+def parse_interval_ms(text: str) -> float:
+    value = parse_milliseconds(text)
+    if not 1 <= value <= 3_600_000:
+        raise ValueError("outside 1..3600000")
+    return value
+
+
+def parse_trace_url_template(text: str) -> str:
+    template = text.strip()
+    if not re.match(r"https?://[^/]", template, re.IGNORECASE):
+        raise ValueError("not an http:// or https:// URL")
+    if "{trace_id}" not in template:
+        raise ValueError("no {trace_id} placeholder")
+    return template
+
+
+def parse_rate_limit(text: str) -> tuple[int, int] | None:
+    if text.strip().lower() == "off":
+        return None
+    count, separator, window = text.partition("/")
+    if not separator:
+        raise ValueError
+    return parse_positive_int(count), parse_window(window)
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise ValueError
+    return names
+
+
+def parse_secret(text: str) -> str:
+    if len(text.strip()) < _MIN_SECRET_LENGTH:
+        raise ValueError(f"shorter than {_MIN_SECRET_LENGTH} characters")
+    return text.strip()
+
+
 # (variable, Settings field, parser, accepted form, what a bad value falls back to)
 _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
     (OTEL_EXT_SLOW_THRESHOLD_MS, "slow_threshold_ms", parse_milliseconds, "a number of ms >= 0, e.g. 1000", "using 1000"),
@@ -208,7 +265,24 @@ _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
     (OTEL_EXT_RECORD_UNSAMPLED, "record_unsampled", parse_bool, "true or false", "using true"),
     (OTEL_EXT_SPANS_FILE, "spans_file", parse_file_path, "a file path in an existing folder",
      "writing to standard output"),
+    (OTEL_EXT_SENTRY_ENABLED, "sentry_enabled", parse_bool, "true or false", "using true"),
+    (OTEL_EXT_TRACE_URL_TEMPLATE, "trace_url_template", parse_trace_url_template,
+     "a URL with {trace_id}, e.g. 'http://localhost:16686/trace/{trace_id}'", "Sentry events carry no trace link"),
+    (OTEL_EXT_SENTRY_RATE_LIMIT, "sentry_rate_limit", parse_rate_limit, "count/duration, e.g. 10/1m, or off",
+     "using 10/1m"),
+    (OTEL_EXT_ERROR_QUEUE_SIZE, "error_queue_size", parse_positive_int, "a whole number >= 1, e.g. 1000",
+     "using 1000"),
+    (OTEL_EXT_ERROR_FLUSH_INTERVAL_MS, "error_flush_interval_ms", parse_interval_ms, "ms between 1 and 3600000",
+     "using 1000"),
+    (OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS, "sentry_shutdown_timeout_ms", parse_interval_ms,
+     "ms between 1 and 3600000", "using 2000"),
+    (OTEL_EXT_USER_ID_ATTRIBUTES, "user_id_attributes", parse_names, "attribute names, e.g. 'enduser.id,user.id'",
+     "using enduser.id,user.id"),
+    (OTEL_EXT_USER_ID_SECRET, "user_id_secret", parse_secret, f"a secret of at least {_MIN_SECRET_LENGTH} characters",
+     "no user is sent to Sentry"),
+    (OTEL_EXT_SENTRY_SEND_PII, "sentry_send_pii", parse_bool, "true or false", "using false"),
 )
+_SECRETS = {OTEL_EXT_USER_ID_SECRET}
 
 
 def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
@@ -219,14 +293,15 @@ def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
         raw = environ.get(name)
         if raw is None or raw.strip() == "":
             continue
+        shown = f"<hidden, {len(raw)} characters>" if name in _SECRETS else repr(raw)
         try:
             values[field_name] = parse(raw)
         except PartlyInvalid as error:
             values[field_name] = error.usable
-            problems.append(f"{name}={raw!r} is partly invalid ({error}): expected {accepted}; using the other entries")
+            problems.append(f"{name}={shown} is partly invalid ({error}): expected {accepted}; using the other entries")
         except (ValueError, TypeError) as error:
             detail = f" ({error})" if str(error) else ""
-            problems.append(f"{name}={raw!r} is invalid{detail}: expected {accepted}; {fallback}")
+            problems.append(f"{name}={shown} is invalid{detail}: expected {accepted}; {fallback}")
     return Settings(**values), problems  # type: ignore[arg-type]
 
 

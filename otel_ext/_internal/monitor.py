@@ -23,6 +23,8 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,16 +33,19 @@ from urllib.parse import parse_qs, urlsplit
 from opentelemetry.trace import SpanKind
 
 from otel_ext._internal.config import parse_window, window_label
+from otel_ext._internal.errors import ErrorPipeline
 from processors import OperationStatsStore
 from processors._internal.errors import report_once
 
-__all__ = ["MonitorServer", "PERFORMANCE_PATH", "QueryError", "performance_report"]
+__all__ = ["ERRORS_PATH", "MonitorServer", "PERFORMANCE_PATH", "QueryError", "errors_report", "performance_report"]
 
 _logger = logging.getLogger("otel_ext.monitor")
 
 PERFORMANCE_PATH = "/monitoring/performance"
+ERRORS_PATH = "/monitoring/errors"
 _KINDS = {kind.name.lower(): kind for kind in SpanKind}
 _PARAMETERS = ("window", "operation", "kind")
+_ERROR_PARAMETERS = ("window", "operation")
 _MAX_OPERATION_LENGTH = 512
 _BIND_ATTEMPTS_AFTER_FORK = 10
 _BIND_RETRY_S = 0.1
@@ -52,33 +57,44 @@ class QueryError(ValueError):
     """A query parameter the endpoint cannot answer; its text goes to the client."""
 
 
-def performance_report(store: OperationStatsStore, query: str) -> dict[str, object]:
-    """The JSON document for ``/monitoring/performance?<query>``; raises QueryError."""
+def _query_values(query: str, accepted: Sequence[str]) -> dict[str, str]:
     parameters = parse_qs(query, keep_blank_values=True)
-    unknown = sorted(set(parameters) - set(_PARAMETERS))
+    unknown = sorted(set(parameters) - set(accepted))
     if unknown:
-        raise QueryError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(_PARAMETERS)}")
+        raise QueryError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(accepted)}")
     repeated = sorted(name for name, values in parameters.items() if len(values) > 1)
     if repeated:
         raise QueryError(f"parameter(s) given more than once: {', '.join(repeated)}")
-    values = {name: found[0] for name, found in parameters.items()}
-    accepted_windows = ", ".join(window_label(window) for window in store.windows_s)
+    return {name: found[0] for name, found in parameters.items()}
 
-    window_s = store.windows_s[0]
-    if "window" in values:
-        try:
-            window_s = parse_window(values["window"])
-        except ValueError as error:
-            raise QueryError(f"window: {error}; accepted: {accepted_windows}") from None
-        if window_s not in store.windows_s:
-            raise QueryError(f"window {values['window']!r} is not kept; accepted: {accepted_windows}")
 
+def _window(values: Mapping[str, str], windows_s: Sequence[int]) -> int:
+    accepted_windows = ", ".join(window_label(window) for window in windows_s)
+    if "window" not in values:
+        return windows_s[0]
+    try:
+        window_s = parse_window(values["window"])
+    except ValueError as error:
+        raise QueryError(f"window: {error}; accepted: {accepted_windows}") from None
+    if window_s not in windows_s:
+        raise QueryError(f"window {values['window']!r} is not kept; accepted: {accepted_windows}")
+    return window_s
+
+
+def _operation(values: Mapping[str, str]) -> str | None:
     operation = values.get("operation")
     if operation is not None and not operation.strip():
         raise QueryError("operation is empty; give a span name or a glob such as 'GET /books*'")
     if operation is not None and len(operation) > _MAX_OPERATION_LENGTH:
         raise QueryError(f"operation is {len(operation)} characters long; at most {_MAX_OPERATION_LENGTH} are accepted")
+    return operation
 
+
+def performance_report(store: OperationStatsStore, query: str) -> dict[str, object]:
+    """The JSON document for ``/monitoring/performance?<query>``; raises QueryError."""
+    values = _query_values(query, _PARAMETERS)
+    window_s = _window(values, store.windows_s)
+    operation = _operation(values)
     kind = None
     if "kind" in values:
         kind = _KINDS.get(values["kind"].strip().lower())
@@ -92,6 +108,34 @@ def performance_report(store: OperationStatsStore, query: str) -> dict[str, obje
         "pid": os.getpid(),
         "operations": [_rounded(stats.as_dict()) for stats in operations],
     }
+
+
+def errors_report(errors: ErrorPipeline, query: str) -> dict[str, object]:
+    """The JSON document for ``/monitoring/errors?<query>``; raises QueryError.
+
+    Per operation and exception type: counts, first and last seen, the latest
+    trace and Sentry event; plus what happened to the events sent to Sentry.
+    """
+    values = _query_values(query, _ERROR_PARAMETERS)
+    window_s = _window(values, errors.store.windows_s)
+    operation = _operation(values)
+    errors.refresh()
+    groups = [_with_times(stats.as_dict()) for stats in errors.store.snapshot(window_s, operation)]
+    return {
+        "window": window_label(window_s),
+        "window_seconds": window_s,
+        "pid": os.getpid(),
+        "errors": groups,
+        "sentry": errors.delivery(),
+    }
+
+
+def _with_times(group: dict[str, Any]) -> dict[str, Any]:
+    """Readable UTC times beside the nanosecond ones."""
+    for name in ("first_seen", "last_seen"):
+        nanos = group[f"{name}_unix_nano"]
+        group[name] = datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return group
 
 
 def _rounded(value: Any) -> Any:
@@ -113,10 +157,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         try:
             url = urlsplit(self.path)
-            if url.path.rstrip("/") != PERFORMANCE_PATH:
-                self._send(HTTPStatus.NOT_FOUND, {"error": f"no such page; try {PERFORMANCE_PATH}?window=5m"})
-                return
-            self._send(HTTPStatus.OK, performance_report(self.server.store, url.query))
+            path = url.path.rstrip("/")
+            if path == PERFORMANCE_PATH:
+                self._send(HTTPStatus.OK, performance_report(self.server.store, url.query))
+            elif path == ERRORS_PATH and self.server.errors is not None:
+                self._send(HTTPStatus.OK, errors_report(self.server.errors, url.query))
+            else:
+                pages = " or ".join(f"{page}?window=5m" for page in self.server.pages())
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no such page; try {pages}"})
         except QueryError as error:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(error)})
         except Exception as error:  # noqa: BLE001 - never a stack trace to the client
@@ -127,7 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
         """http.server's own errors (other methods, malformed requests) as JSON too."""
         self.close_connection = True
         status = HTTPStatus(code)
-        self._send(status, {"error": f"{code} {message or status.phrase}; the monitor answers GET {PERFORMANCE_PATH}"})
+        pages = " and ".join(self.server.pages())
+        self._send(status, {"error": f"{code} {message or status.phrase}; the monitor answers GET {pages}"})
 
     def _send(self, status: HTTPStatus, document: dict[str, object]) -> None:
         body = json.dumps(document).encode()
@@ -145,11 +194,17 @@ class _Handler(BaseHTTPRequestHandler):
 class _MonitorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], store: OperationStatsStore) -> None:
+    def __init__(
+        self, address: tuple[str, int], store: OperationStatsStore, errors: ErrorPipeline | None = None
+    ) -> None:
         self.store = store
+        self.errors = errors
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def pages(self) -> list[str]:
+        return [PERFORMANCE_PATH] + ([ERRORS_PATH] if self.errors is not None else [])
 
 
 class MonitorServer:
@@ -159,8 +214,11 @@ class MonitorServer:
     served on daemon threads, so the monitor never delays interpreter exit.
     """
 
-    def __init__(self, store: OperationStatsStore, host: str, ports: tuple[int, int]) -> None:
+    def __init__(
+        self, store: OperationStatsStore, host: str, ports: tuple[int, int], errors: ErrorPipeline | None = None
+    ) -> None:
         self.store = store
+        self.errors = errors
         self.host = host
         self.ports = ports
         self._server: _MonitorHTTPServer | None = None
@@ -189,7 +247,7 @@ class MonitorServer:
                 time.sleep(_BIND_RETRY_S)
             for port in range(first, last + 1):
                 try:
-                    self._server = _MonitorHTTPServer((self.host, port), self.store)
+                    self._server = _MonitorHTTPServer((self.host, port), self.store, self.errors)
                 except OSError:
                     continue
                 threading.Thread(

@@ -55,6 +55,7 @@ from otel_ext._internal.config import (
     sampler_ratio,
     timeout_problems,
 )
+from otel_ext._internal.errors import ErrorPipeline, start_error_pipeline
 from otel_ext._internal.monitor import MonitorServer
 from otel_ext._internal.status import keep_first_error_description
 from processors import (
@@ -102,6 +103,7 @@ class OtelExt:
     tracer_provider: TracerProvider | None = None
     monitor: MonitorServer | None = None
     owns_provider: bool = False
+    errors: ErrorPipeline | None = None
     _reuse_logged: bool = field(default=False, repr=False)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -112,6 +114,8 @@ class OtelExt:
     def shutdown(self) -> None:
         if self.monitor is not None:
             self.monitor.stop()
+        if self.errors is not None:
+            self.errors.shutdown()
         if self.owns_provider and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
 
@@ -162,7 +166,8 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
             "but spans exported through that provider's own exporters carry no otel_ext.slow tags "
             "(see README: 'When another distro is installed')"
         )
-        return OtelExt(settings, store, existing, _start_monitor(settings, store))
+        errors = start_error_pipeline(settings)
+        return OtelExt(settings, store, existing, _start_monitor(settings, store, errors), errors=errors)
 
     resource = _resource(resource_attributes)
     span_exporters, metric_exporters, log_exporters = (_exporter_classes(signal) for signal in _EXPORTER_VARIABLES)
@@ -194,7 +199,10 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
             _init_logging(log_exporters, resource, setup_logging_handler=False)
     except Exception as error:  # noqa: BLE001 - tracing and the monitor work without them
         _logger.warning("otel-ext: metrics or logs export could not be set up (%s); traces are unaffected", error)
-    return OtelExt(settings, store, provider, _start_monitor(settings, store), owns_provider=True)
+    errors = start_error_pipeline(settings)
+    return OtelExt(
+        settings, store, provider, _start_monitor(settings, store, errors), owns_provider=True, errors=errors
+    )
 
 
 def _exporter_classes(signal: Signal) -> dict[str, type]:
@@ -262,10 +270,10 @@ def _sampler(settings: Settings) -> Sampler:
     return RecordUnsampledSampler(sampler) if settings.record_unsampled else sampler
 
 
-def _start_monitor(settings: Settings, store: OperationStatsStore) -> MonitorServer | None:
+def _start_monitor(settings: Settings, store: OperationStatsStore, errors: ErrorPipeline) -> MonitorServer | None:
     if settings.monitor_ports is None:
         return None
-    monitor = MonitorServer(store, settings.monitor_host, settings.monitor_ports)
+    monitor = MonitorServer(store, settings.monitor_host, settings.monitor_ports, errors)
     monitor.start()
     return monitor
 

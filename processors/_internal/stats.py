@@ -29,6 +29,7 @@ __all__ = [
     "OperationStatsProcessor",
     "OperationStatsStore",
     "SlowSpan",
+    "operation_filter",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -41,6 +42,14 @@ SLOTS_PER_WINDOW = 6
 _DRAIN_BATCH = 64
 _PENDING_LIMIT = 50_000
 _NS_PER_MS = 1_000_000
+
+
+def operation_filter(operation: str | None) -> Callable[[str], bool]:
+    """Matches an exact name (even one with glob characters, such as ``GET /items/[id]``) or a glob."""
+    if operation is None:
+        return lambda name: True
+    glob = re.compile(fnmatch.translate(operation)).match
+    return lambda name: name == operation or glob(name) is not None
 
 
 @dataclass(frozen=True)
@@ -201,14 +210,14 @@ class OperationStatsStore:
         window_position = self.windows_s.index(window_s)
         slots_per_base = self._slots_per_base[window_position]
         oldest_slot = self._clock() * SLOTS_PER_WINDOW // self._base_divisor // slots_per_base - (SLOTS_PER_WINDOW - 1)
-        matches = re.compile(fnmatch.translate(operation)).match if operation is not None else None
+        matches = operation_filter(operation)
         result = []
         with self._lock:
             self._drain()
             for op in self._operations.values():
                 if kind is not None and op.kind is not kind:
                     continue
-                if matches is not None and op.name != operation and not matches(op.name):
+                if not matches(op.name):
                     continue
                 slots = [slot for slot in op.rings[window_position] if slot is not None and slot.index >= oldest_slot]
                 if op.open is not None and op.open.index // slots_per_base >= oldest_slot:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.support.otlp_sink import OtlpSink
+from tests.support.sentry_sink import SentrySink
 from tests.support.processes import INSTRUMENT, clean_environment, free_port, otlp_variables
 
 STATUS_ERROR = 2
@@ -20,11 +21,12 @@ SPAN_KIND_SERVER = 2
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "flask_shop" / "app.py"
 
 
-def test_example_shop_end_to_end(otlp_sink: OtlpSink) -> None:
-    """The unmodified Flask example: slow search tagged, failing checkout ERROR, 404 a success."""
+def test_example_shop_end_to_end(otlp_sink: OtlpSink, sentry_sink: SentrySink) -> None:
+    """The unmodified Flask example: slow search tagged, failing checkout ERROR and in Sentry, 404 a success."""
     port = free_port()
     variables = otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_SERVICE_NAME="flask-shop",
-                               SHOP_PORT=str(port), OTEL_BSP_SCHEDULE_DELAY="200")
+                               SHOP_PORT=str(port), OTEL_BSP_SCHEDULE_DELAY="200", SENTRY_DSN=sentry_sink.dsn,
+                               OTEL_EXT_TRACE_URL_TEMPLATE="http://127.0.0.1:16686/trace/{trace_id}")
     monitor_port = variables["OTEL_EXT_MONITOR_PORT"]
     process = subprocess.Popen([str(INSTRUMENT), sys.executable, str(SHOP)], env=clean_environment(**variables),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -76,6 +78,18 @@ def test_example_shop_end_to_end(otlp_sink: OtlpSink) -> None:
     assert sorted(span.status_code for span in checkouts) == [0] * 6 + [STATUS_ERROR] * 2
     assert {span.resource["service.name"] for span in spans} == {"flask-shop"}
 
+    failed = sorted((span for span in checkouts if span.status_code == STATUS_ERROR), key=lambda span: span.span_id)
+    events = sorted(sentry_sink.wait_for_events(2), key=lambda event: event["contexts"]["trace"]["span_id"])
+    assert len(sentry_sink.events()) == 2, "one event per failed checkout, not one per span or integration"
+    for span, event in zip(failed, events, strict=True):
+        assert (event["contexts"]["trace"]["trace_id"], event["contexts"]["trace"]["span_id"]) == (
+            span.trace_id, span.span_id)
+        assert span.attributes["sentry.event_id"] == event["event_id"]
+        assert (event["exception"]["values"][-1]["type"], event["exception"]["values"][-1]["value"]) == (
+            "RuntimeError", "payment declined")
+        assert event["tags"]["otel.operation"] == "POST /checkout"
+        assert event["contexts"]["otel"]["trace_url"] == f"http://127.0.0.1:16686/trace/{span.trace_id}"
+
 
 def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -> None:
     """gunicorn pre-fork: the idle master frees its port; each worker that served requests shows its own."""
@@ -120,6 +134,52 @@ def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -
     assert sum(served.values()) == requests, "every request counted once, by the worker that served it"
     assert all(count > 0 for count in served.values()), "only processes that did work hold a port (not the master)"
     assert "Traceback" not in output
+
+
+def test_shop_under_gunicorn_links_each_workers_errors(tmp_path: Path, sentry_sink: SentrySink,
+                                                      otlp_sink: OtlpSink) -> None:
+    """Sentry set up in the gunicorn master (zero-code), errors raised in forked workers: each linked once."""
+    app_port = free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    variables = otlp_variables(otlp_sink.grpc_endpoint, "grpc", SENTRY_DSN=sentry_sink.dsn, OTEL_BSP_SCHEDULE_DELAY="200")
+    process = subprocess.Popen(
+        [str(INSTRUMENT), str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{app_port}",
+         f"app:create_app({str(tmp_path / 'shop.db')!r})"],
+        cwd=SHOP.parent, env=clean_environment(**variables), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    statuses = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{app_port}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
+                time.sleep(0.2)
+        while statuses.count(500) < 2 and len(statuses) < 40:  # each worker declines its own every 4th checkout
+            request = urllib.request.Request(f"http://127.0.0.1:{app_port}/checkout", data=b"{}", method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                statuses.append(urllib.request.urlopen(request, timeout=10).status)
+            except urllib.error.HTTPError as error:
+                statuses.append(error.code)
+        events = sentry_sink.wait_for_events(2)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0].decode()
+    assert statuses.count(500) == 2, statuses
+    assert len(events) == 2, output
+    failed = {span.span_id: span for span in otlp_sink.wait_for_spans(1) if span.status_code == STATUS_ERROR
+              and span.kind == SPAN_KIND_SERVER}
+    deadline = time.monotonic() + 10
+    while len(failed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        failed = {span.span_id: span for span in otlp_sink.spans() if span.status_code == STATUS_ERROR
+                  and span.kind == SPAN_KIND_SERVER}
+    for event in events:
+        span = failed[event["contexts"]["trace"]["span_id"]]
+        assert span.attributes["sentry.event_id"] == event["event_id"]
 
 
 def _port_taken(port: int) -> bool:

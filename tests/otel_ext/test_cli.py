@@ -37,6 +37,18 @@ def test_check_lists_every_problem_and_exits_non_zero() -> None:
     assert "3 problem(s) found" in completed.stdout
 
 
+def test_check_names_a_missing_sentry_sdk(tmp_path: Path) -> None:
+    """A stand-in module that fails to import, as a missing package does (sentry-sdk is installed here)."""
+    (tmp_path / "sentry_sdk.py").write_text("raise ImportError(\"No module named 'sentry_sdk'\")\n")
+    completed = _run("check", SENTRY_DSN="https://key@sentry.example/1", PYTHONPATH=str(tmp_path))
+    assert completed.returncode == 1
+    assert completed.stdout.splitlines()[0] == (
+        "problem: SENTRY_DSN is set but sentry-sdk is not installed; install the extra: "
+        "pip install 'otel-ext[sentry]'; exceptions are counted, not sent"
+    )
+    assert _run("check", SENTRY_DSN="https://key@sentry.example/1").returncode == 0
+
+
 def test_demo_table_shows_slow_and_failing_endpoints(tmp_path: Path) -> None:
     completed = _run("demo", "--requests", "120", "--output", str(tmp_path / "demo"), timeout=90)
     assert completed.returncode == 0, completed.stdout + completed.stderr

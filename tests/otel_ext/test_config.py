@@ -72,6 +72,19 @@ def test_valid_values_are_read() -> None:
         ("OTEL_EXT_SPANS_FILE", "/nonexistent/dir/spans.jsonl", "a file path in an existing folder",
          "writing to standard output"),
         ("OTEL_EXT_SPANS_FILE", "/tmp", "a file path in an existing folder", "writing to standard output"),
+        ("OTEL_EXT_SENTRY_ENABLED", "1", "true or false", "using true"),
+        ("OTEL_EXT_TRACE_URL_TEMPLATE", "http://jaeger:16686/trace/", "a URL with {trace_id}",
+         "Sentry events carry no trace link"),
+        ("OTEL_EXT_TRACE_URL_TEMPLATE", "jaeger/trace/{trace_id}", "a URL with {trace_id}",
+         "Sentry events carry no trace link"),
+        ("OTEL_EXT_SENTRY_RATE_LIMIT", "10", "count/duration, e.g. 10/1m, or off", "using 10/1m"),
+        ("OTEL_EXT_SENTRY_RATE_LIMIT", "0/1m", "count/duration, e.g. 10/1m, or off", "using 10/1m"),
+        ("OTEL_EXT_SENTRY_RATE_LIMIT", "10/forever", "count/duration, e.g. 10/1m, or off", "using 10/1m"),
+        ("OTEL_EXT_ERROR_QUEUE_SIZE", "-3", "a whole number >= 1", "using 1000"),
+        ("OTEL_EXT_ERROR_FLUSH_INTERVAL_MS", "0", "ms between 1 and 3600000", "using 1000"),
+        ("OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS", "later", "ms between 1 and 3600000", "using 2000"),
+        ("OTEL_EXT_USER_ID_ATTRIBUTES", " , ", "attribute names", "using enduser.id,user.id"),
+        ("OTEL_EXT_SENTRY_SEND_PII", "maybe", "true or false", "using false"),
     ],
 )
 def test_bad_value_names_variable_value_accepted_form_and_fallback(
@@ -89,6 +102,40 @@ def test_valid_host_and_spans_file(tmp_path: object) -> None:
     settings, problems = read_settings({"OTEL_EXT_MONITOR_HOST": "::1", "OTEL_EXT_SPANS_FILE": f"{tmp_path}/s.jsonl"})
     assert problems == []
     assert settings.monitor_host == "::1" and settings.spans_file == f"{tmp_path}/s.jsonl"
+
+
+def test_sentry_settings_are_read() -> None:
+    settings, problems = read_settings({
+        "OTEL_EXT_SENTRY_ENABLED": "false",
+        "OTEL_EXT_TRACE_URL_TEMPLATE": "https://grafana.local/explore?trace={trace_id}&span={span_id}",
+        "OTEL_EXT_SENTRY_RATE_LIMIT": "3/30s",
+        "OTEL_EXT_ERROR_QUEUE_SIZE": "50",
+        "OTEL_EXT_ERROR_FLUSH_INTERVAL_MS": "250",
+        "OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS": "500",
+        "OTEL_EXT_USER_ID_ATTRIBUTES": "app.user, enduser.id",
+        "OTEL_EXT_USER_ID_SECRET": "0123456789abcdef",
+        "OTEL_EXT_SENTRY_SEND_PII": "TRUE",
+    })
+    assert problems == []
+    assert settings.sentry_enabled is False
+    assert settings.trace_url_template == "https://grafana.local/explore?trace={trace_id}&span={span_id}"
+    assert settings.sentry_rate_limit == (3, 30)
+    assert (settings.error_queue_size, settings.error_flush_interval_ms, settings.sentry_shutdown_timeout_ms) == (
+        50, 250.0, 500.0)
+    assert settings.user_id_attributes == ("app.user", "enduser.id")
+    assert settings.user_id_secret == "0123456789abcdef"
+    assert settings.sentry_send_pii is True
+    assert read_settings({"OTEL_EXT_SENTRY_RATE_LIMIT": "OFF"})[0].sentry_rate_limit is None
+
+
+def test_short_secret_is_reported_without_its_value() -> None:
+    settings, problems = read_settings({"OTEL_EXT_USER_ID_SECRET": "hunter2"})
+    assert settings.user_id_secret is None
+    assert problems == [
+        "OTEL_EXT_USER_ID_SECRET=<hidden, 7 characters> is invalid (shorter than 16 characters): "
+        "expected a secret of at least 16 characters; no user is sent to Sentry"
+    ]
+    assert "hunter2" not in repr(settings)
 
 
 def test_every_problem_is_listed_not_just_the_first() -> None:

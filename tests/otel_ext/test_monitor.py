@@ -17,8 +17,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from otel_ext._internal.config import Settings
+from otel_ext._internal.errors import ErrorPipeline
 from otel_ext._internal.monitor import MonitorServer
 from processors import OperationStatsProcessor, OperationStatsStore, ThresholdRules
+from processors._internal.exceptions import install_record_hook
 from tests.support.forking import run_in_child
 
 NOW = 1_800_000_000 * 1_000_000_000
@@ -244,3 +247,72 @@ def test_parent_without_spans_hands_its_port_to_the_forked_worker() -> None:
         assert [op["name"] for op in body["operations"]] == ["GET /parent"]
     finally:
         master.stop()
+
+
+@pytest.fixture
+def errors() -> Iterator[ErrorPipeline]:
+    """An error pipeline (no Sentry) that saw 3 ValueErrors in 'GET /books', 1 KeyError in 'GET /books' and in 'SELECT'."""
+    pipeline = ErrorPipeline(Settings(), link=None)
+    tracer = TracerProvider().get_tracer("test")
+    try:
+        for name, error in [("GET /books", ValueError("bad id 1")), ("GET /books", ValueError("bad id 2")),
+                            ("GET /books", KeyError("shelf")), ("GET /books", ValueError("bad id 3"))]:
+            with pytest.raises(type(error)), tracer.start_as_current_span(name, kind=SpanKind.SERVER):
+                raise error
+        with tracer.start_as_current_span("SELECT") as span:
+            span.record_exception(KeyError("row"))
+        yield pipeline
+    finally:
+        install_record_hook(None)
+        pipeline.shutdown()
+
+
+@pytest.fixture
+def monitor_with_errors(store: OperationStatsStore, errors: ErrorPipeline) -> Iterator[MonitorServer]:
+    port = _free_port()
+    server = MonitorServer(store, "127.0.0.1", (port, port), errors)
+    assert server.start()
+    yield server
+    server.stop()
+
+
+def _errors_url(server: MonitorServer, query: str) -> str:
+    return f"http://127.0.0.1:{_port_of(server)}/monitoring/errors?{query}"
+
+
+def test_errors_json_counts_per_operation_and_type(monitor_with_errors: MonitorServer) -> None:
+    status, body = _get(_errors_url(monitor_with_errors, "window=5m"))
+    assert status == 200
+    assert (body["window"], body["window_seconds"], body["pid"]) == ("5m", 300, os.getpid())
+    groups = [(group["operation"], group["exception_type"], group["count"], group["latest_message"])
+              for group in body["errors"]]
+    assert groups == [("GET /books", "ValueError", 3, "bad id 3"), ("GET /books", "KeyError", 1, "'shelf'"),
+                      ("SELECT", "KeyError", 1, "'row'")]
+    books = body["errors"][0]
+    assert books["first_seen_unix_nano"] < books["last_seen_unix_nano"]
+    assert books["first_seen"].endswith("+00:00") and len(books["latest_trace_id"]) == 32
+    assert books["latest_event_id"] is None, "no Sentry: counted, not linked"
+    assert body["sentry"] == {"linked": False, "waiting": 0, "dropped_queue_full": 0, "rate_limited": 0}
+
+
+def test_errors_operation_filter(monitor_with_errors: MonitorServer) -> None:
+    _, body = _get(_errors_url(monitor_with_errors, "operation=SEL*"))
+    assert [group["operation"] for group in body["errors"]] == ["SELECT"]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("window=2h", "window '2h' is not kept; accepted: 1m, 5m, 15m, 1h"),
+        ("kind=server", "unknown parameter(s) 'kind'; accepted: window, operation"),
+        ("operation=", "operation is empty; give a span name or a glob such as 'GET /books*'"),
+    ],
+)
+def test_errors_bad_query_gets_400(monitor_with_errors: MonitorServer, query: str, message: str) -> None:
+    assert _get(_errors_url(monitor_with_errors, query)) == (400, {"error": message})
+
+
+def test_unknown_path_lists_both_pages(monitor_with_errors: MonitorServer) -> None:
+    status, body = _get(f"http://127.0.0.1:{_port_of(monitor_with_errors)}/monitoring")
+    assert status == 404
+    assert body["error"] == "no such page; try /monitoring/performance?window=5m or /monitoring/errors?window=5m"

@@ -1,7 +1,8 @@
 """Real-world failure scenarios from ../shared/cases/public-reports.md, end to end through OTLP.
 
 Each test runs the scenario app in a subprocess (zero-code unless noted) and
-asserts on what a real receiver on 127.0.0.1 decoded.
+asserts on what a real receiver on 127.0.0.1 decoded. The Sentry parts of B02,
+B06, B19, B21, B22 and B25 are in ``tests/otel_ext/integrations/test_sentry.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def test_b02_failing_processor_does_not_replace_app_exception() -> None:
     (op,) = outcome["stats"]
     assert (op["name"], op["count"], op["error_count"]) == ("op", 20, 20)
     assert run.stderr.count("Broken.on_end failed") == 1, "logged once per cause, not once per span"
+    assert run.stderr.count("exception tracking failed") == 1, "otel-ext's own failing hook too"
 
 
 @pytest.mark.parametrize("mode", ["return", "exit", "raise"])

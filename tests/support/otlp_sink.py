@@ -14,7 +14,6 @@ import zlib
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Iterable, Literal, Union
 
 import grpc
@@ -27,6 +26,8 @@ from opentelemetry.proto.collector.metrics.v1 import (
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
+
+from tests.support.serving import Served
 
 Signal = Literal["traces", "metrics", "logs"]
 Transport = Literal["grpc", "http"]
@@ -217,7 +218,7 @@ class _GrpcServicer(
         return _RESPONSE_TYPES[signal]()
 
 
-class OtlpSink:
+class OtlpSink(Served):
     """Captures OTLP exports over gRPC and HTTP/protobuf on free local ports."""
 
     def __init__(self) -> None:
@@ -260,16 +261,6 @@ class OtlpSink:
             self._http_thread.join()
             self._http_thread = None
 
-    def __enter__(self) -> OtlpSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def grpc_endpoint(self) -> str:

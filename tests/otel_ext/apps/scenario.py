@@ -52,8 +52,15 @@ def slow_tags() -> None:
 
 
 def failing_processor() -> None:
-    """B02: a processor raising in on_end must not replace the app's exception."""
+    """B02: a processor raising in on_end, and otel-ext's own exception hook raising, must not replace the app's exception."""
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+    from processors._internal.exceptions import ExceptionTracker
+
+    def explode(self: object, span: object, exception: BaseException) -> None:
+        raise RuntimeError("hook bug")
+
+    ExceptionTracker.on_record = explode  # type: ignore[method-assign, assignment]
 
     received: list[str] = []
 
@@ -200,6 +207,178 @@ def _pool_work(index: int) -> None:
     with tracer.start_as_current_span("pool.op", attributes={"index": index}):
         pass
     trace.get_tracer_provider().force_flush(5000)  # type: ignore[attr-defined]
+
+
+def errors_report(query: str = "window=1h") -> dict[str, object]:
+    port = os.environ["OTEL_EXT_MONITOR_PORT"].split("-")[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/monitoring/errors?{query}", timeout=5) as response:
+        return json.load(response)
+
+
+def _leave_span(name: str, error: BaseException) -> None:
+    with tracer.start_as_current_span(name):
+        raise error
+
+
+def _user_attributes() -> dict[str, str]:
+    """Built here, not in the failing frame: source lines and local variables travel in stack frames."""
+    return {"enduser.id": "@".join(("alice", "example.com"))}
+
+
+def nested_failure() -> None:
+    """B21: one exception escaping three nested spans; the server span carries a user id."""
+    try:
+        with tracer.start_as_current_span("POST /pay", kind=SpanKind.SERVER, attributes=_user_attributes()):
+            with tracer.start_as_current_span("charge"):
+                with tracer.start_as_current_span("card.authorize", kind=SpanKind.CLIENT):
+                    raise ConnectionError("card gateway refused")
+    except ConnectionError:
+        pass
+    result(errors_report())
+
+
+def record_and_reraise() -> None:
+    """B21: record_exception, then re-raise: two SDK events on the span, one error."""
+    try:
+        with tracer.start_as_current_span("lookup") as span:
+            shelves: dict[str, int] = {}
+            try:
+                shelves["missing"]
+            except KeyError as error:
+                span.record_exception(error)
+                raise
+    except KeyError:
+        pass
+    result({"errors": errors_report(), "stats": monitor()})
+
+
+def storm(count: str) -> None:
+    """The same error raised in a loop: rate-limited per fingerprint, every one counted."""
+    started = time.perf_counter()
+    for index in range(int(count)):
+        try:
+            with tracer.start_as_current_span("job.run", attributes={"index": index}):
+                raise TimeoutError("upstream timed out")
+        except TimeoutError:
+            pass
+    elapsed = time.perf_counter() - started
+    result({"errors": errors_report(), "loop_s": elapsed})
+
+
+def log_and_raise() -> None:
+    """B22: logger.exception then re-raise, and capture_exception twice: one event each."""
+    import sentry_sdk
+
+    log = logging.getLogger("payments")
+    try:
+        with tracer.start_as_current_span("payment"):
+            try:
+                raise RuntimeError("payment failed")
+            except RuntimeError:
+                log.exception("payment failed")
+                raise
+    except RuntimeError:
+        pass
+    try:
+        with tracer.start_as_current_span("refund"):
+            raise LookupError("refund missing")
+    except LookupError as error:
+        first = sentry_sdk.capture_exception(error)
+        second = sentry_sdk.capture_exception(error)
+    result({"errors": errors_report(), "captured": [first, second]})
+
+
+def app_captures_first() -> None:
+    """The app sends the exception itself inside the span, then lets it escape."""
+    import sentry_sdk
+
+    captured = None
+    try:
+        with tracer.start_as_current_span("import.batch"):
+            try:
+                raise ValueError("bad row 17")
+            except ValueError as error:
+                captured = sentry_sdk.capture_exception(error)
+                raise
+    except ValueError:
+        pass
+    result({"errors": errors_report(), "captured": captured})
+
+
+def pool_item_fails() -> None:
+    """B25: five items in a thread pool, item 3 fails: its event links to its own span."""
+
+    def item(index: int) -> None:
+        with tracer.start_as_current_span("item", attributes={"index": index}):
+            if index == 3:
+                raise ArithmeticError(f"item {index} failed")
+
+    with tracer.start_as_current_span("batch"):
+        with ThreadPoolExecutor(5) as pool:
+            outcomes = [pool.submit(item, index) for index in range(5)]
+            failures = [future.exception() is not None for future in outcomes]
+    result({"failures": failures, "errors": errors_report()})
+
+
+def quiet_outcomes() -> None:
+    """No exception, a handled 404 recorded on a server span, and a client 404: nothing for Sentry."""
+    with tracer.start_as_current_span("GET /books", kind=SpanKind.SERVER):
+        pass
+    with tracer.start_as_current_span("GET /books/{id}", kind=SpanKind.SERVER) as span:
+        span.set_attribute("http.response.status_code", 404)
+        span.record_exception(LookupError("no book 999"))
+    with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT) as span:
+        span.set_attribute("http.response.status_code", 404)
+    result(errors_report())
+
+
+def client_error_escapes() -> None:
+    """A server span answering 404 whose exception escapes: the SDK marks it ERROR, so it is an error."""
+    try:
+        with tracer.start_as_current_span("GET /books/{id}", kind=SpanKind.SERVER) as span:
+            span.set_attribute("http.response.status_code", 404)
+            raise LookupError("no book 999")
+    except LookupError:
+        pass
+    result(errors_report())
+
+
+def errors_until_exit(count: str) -> None:
+    """Errors recorded just before the process ends: timing of the loop and of the exit."""
+    started = time.perf_counter()
+    for index in range(int(count)):
+        try:
+            with tracer.start_as_current_span(f"task{index}"):
+                raise RuntimeError(f"task {index} failed")
+        except RuntimeError:
+            pass
+    print(f"LOOP_S {time.perf_counter() - started:.6f}", flush=True)
+    print(f"EXIT_AT {time.time():.6f}", flush=True)
+
+
+def app_initialised_sentry(mode: str) -> None:
+    """The app runs sentry_sdk.init itself: before otel_ext.configure() ("before") or after zero-code setup ("after").
+
+    Its options (release, before_send) must apply to otel-ext's events too.
+    """
+    import sentry_sdk
+
+    def before_send(event: dict[str, object], hint: dict[str, object]) -> dict[str, object]:
+        tags: dict[str, str] = event.setdefault("tags", {})  # type: ignore[assignment]
+        tags["seen_by_app"] = "yes"
+        return event
+
+    sentry_sdk.init(dsn=os.environ["APP_SENTRY_DSN"], release="shop@1.2.3", before_send=before_send)  # type: ignore[arg-type]
+    if mode == "before":
+        import otel_ext
+
+        otel_ext.configure()
+    try:
+        with tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER):
+            raise KeyError("cart 42")
+    except KeyError:
+        pass
+    result(errors_report())
 
 
 if __name__ == "__main__":

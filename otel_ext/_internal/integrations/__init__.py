@@ -1,0 +1,1 @@
+"""One module per third-party integration; each imports its optional dependency itself."""
