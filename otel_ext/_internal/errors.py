@@ -17,6 +17,7 @@ from processors import (
     ErrorStatsStore,
     ExceptionTracker,
     FingerprintRateLimiter,
+    LinkState,
     PeriodicWorker,
     RecordedException,
     handled_client_error,
@@ -55,6 +56,7 @@ class ErrorPipeline:
             should_link=link.is_active if link is not None else (lambda: False),
             max_pending=settings.error_queue_size,
             after_record=self._after_record,
+            on_error=self.store.record,
         )
         if link is not None:
             link.flush_queue = self.worker.flush
@@ -67,16 +69,21 @@ class ErrorPipeline:
             self.worker.wake()
 
     def process(self) -> None:
-        """Count each ended (span, exception); send one event per exception, with every span it crossed."""
+        """Send one event per exception, with every span it crossed; count deferred ones that ended as errors.
+
+        Other errors were counted when they were recorded.
+        """
         crossed: dict[int, list[RecordedException]] = {}
         for item in self.tracker.collect():
             if not handled_client_error(item.span):
                 crossed.setdefault(id(item.exception), []).append(item)
         for items in crossed.values():
+            deferred = items[0].stamp.state is LinkState.DEFERRED
             if self.link is not None:
-                self.link.deliver(items)  # first: it may give a deferred exception its event id
-            for item in items:
-                self.store.record(item)
+                self.link.deliver(items)  # first: it gives a deferred exception its event id
+            if deferred:
+                for item in items:
+                    self.store.record(item)
 
     def refresh(self, timeout_s: float = 1.0) -> None:
         """Count what has been recorded so far (the monitor calls this before answering)."""

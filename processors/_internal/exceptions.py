@@ -71,6 +71,7 @@ class ExceptionStamp:
     state: LinkState
     suppressed_before: int = 0  # identical errors rate-limited since the fingerprint's previous event
     origin: Span | None = None  # the first span that recorded the exception: where the event points
+    counted_spans: set[int] = field(default_factory=set)  # span ids it was counted on
 
 
 def stamp_of(exception: BaseException) -> ExceptionStamp | None:
@@ -179,16 +180,21 @@ class FingerprintRateLimiter:
 
 
 class ExceptionTracker:
-    """Keeps the exceptions recorded on spans until the spans end.
+    """Counts the exceptions recorded on spans, and keeps those owed an event until their spans end.
 
     ``should_link()`` says whether an error tracker is active now; only then
     are exceptions stamped with event ids and ``link_attribute`` set on spans.
-    ``after_record()`` runs after each queued exception.
+    ``on_error(item)`` counts an error when it is recorded (once per span and
+    exception), whatever happens to its event, so counts stay exact when the
+    queue is full or events are rate-limited. Only exceptions still owed an
+    event (PENDING) or a decision (DEFERRED: a 4xx server span may yet end as
+    an error) are queued, at most ``max_pending``; ``after_record()`` runs
+    after each one.
 
     Threading contract: ``on_record`` runs on the app's threads, inside
-    ``Span.record_exception`` (a deque append, plus the rate limiter's short
-    lock the first time an exception is seen); ``collect`` runs on one worker
-    thread. Nothing here runs for spans without exceptions.
+    ``Span.record_exception`` (a short lock in the rate limiter and in
+    ``on_error``, no I/O); ``collect`` runs on one worker thread. Nothing here
+    runs for spans without exceptions.
     """
 
     def __init__(
@@ -198,13 +204,15 @@ class ExceptionTracker:
         should_link: Callable[[], bool] = lambda: False,
         max_pending: int = DEFAULT_MAX_PENDING,
         after_record: Callable[[], object] = lambda: None,
+        on_error: Callable[[RecordedException], object] = lambda item: None,
     ) -> None:
         self.rate_limiter = rate_limiter
         self.link_attribute = link_attribute
         self.should_link = should_link
         self.max_pending = max_pending
         self.after_record = after_record  # e.g. make sure the worker that calls collect() runs
-        self.dropped = 0  # exceptions not kept because too many spans were still open with one
+        self.on_error = on_error
+        self.dropped = 0  # errors given no event because the queue was full (still counted)
         self._pending: deque[tuple[Span, BaseException, ExceptionStamp]] = deque()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._pending.clear)
@@ -215,25 +223,32 @@ class ExceptionTracker:
         if not isinstance(exception, Exception):
             return  # SystemExit, KeyboardInterrupt, GeneratorExit: how a program stops, not an error
         stamp = stamp_of(exception)
-        if len(self._pending) >= self.max_pending:
-            self.dropped += 1  # not kept, so not stamped: no span may point at an event that is never sent
-            if stamp is not None and stamp.event_id is not None:
-                span.set_attribute(self.link_attribute, stamp.event_id)
-            return
         if stamp is None:
-            if not self.should_link():
-                stamp = ExceptionStamp(None, LinkState.UNLINKED)
-            elif handled_client_error(span):
-                stamp = ExceptionStamp(None, LinkState.DEFERRED)
-            else:
-                stamp = self.rate_limiter.stamp(exception_fingerprint(span.name, exception))
+            stamp = self._new_stamp(span, exception)
             set_stamp(exception, stamp)
         if stamp.origin is None:
             stamp.origin = span
         if stamp.event_id is not None:
             span.set_attribute(self.link_attribute, stamp.event_id)
-        self._pending.append((span, exception, stamp))
-        self.after_record()
+        if stamp.state is not LinkState.DEFERRED and span.context.span_id not in stamp.counted_spans:
+            stamp.counted_spans.add(span.context.span_id)  # recorded twice on one span: one error
+            self.on_error(RecordedException(span, exception, stamp))
+        if stamp.state in (LinkState.PENDING, LinkState.DEFERRED):
+            if len(self._pending) >= self.max_pending:
+                self.dropped += 1
+                return
+            self._pending.append((span, exception, stamp))
+            self.after_record()
+
+    def _new_stamp(self, span: Span, exception: BaseException) -> ExceptionStamp:
+        if handled_client_error(span):
+            return ExceptionStamp(None, LinkState.DEFERRED)
+        if not self.should_link():
+            return ExceptionStamp(None, LinkState.UNLINKED)
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1  # no room to send it: counted, and no span points at an event never sent
+            return ExceptionStamp(None, LinkState.UNLINKED)
+        return self.rate_limiter.stamp(exception_fingerprint(span.name, exception))
 
     def collect(self) -> list[RecordedException]:
         """Exceptions whose spans have ended, once per span and exception; the rest stay queued."""

@@ -75,8 +75,10 @@ class Harness:
         self.after_record_calls = 0
         self.clock = FakeClock()
         self.limiter = FingerprintRateLimiter(limit=limit, interval_s=60.0, clock=self.clock)
+        self.counted: list[RecordedException] = []
         self.tracker = ExceptionTracker(
-            self.limiter, LINK, should_link=lambda: self.link, max_pending=max_pending, after_record=self._after
+            self.limiter, LINK, should_link=lambda: self.link, max_pending=max_pending, after_record=self._after,
+            on_error=self.counted.append,
         )
 
     def _after(self) -> None:
@@ -263,9 +265,9 @@ def test_no_linking_gives_unlinked_stamps_and_no_attribute(tracer: Tracer, hooke
     assert stamp.origin is inner
     for span in (outer, inner):
         assert LINK not in _attributes(span)
-    items = harness.tracker.collect()
-    assert [item.span for item in items] == [inner, outer]
-    assert all(item.stamp is stamp for item in items)
+    assert harness.tracker.collect() == [], "nothing owed an event: counted, not queued"
+    assert [item.span for item in harness.counted] == [inner, outer]
+    assert all(item.stamp is stamp for item in harness.counted)
 
     harness.link = True  # the exception keeps the decision made the first time it was seen
     later = tracer.start_span("later")
@@ -301,8 +303,10 @@ def test_max_pending_drops_and_counts_exactly(tracer: Tracer, hooked: MakeHarnes
     assert harness.tracker.pending == 3
     assert harness.tracker.dropped == 2
     assert harness.after_record_calls == 3
-    assert [stamp_of(error) is None for error in recorded] == [False] * 3 + [True] * 2, "dropped: not stamped"
-    assert _attributes(span)[LINK] == stamp_of(recorded[2]).event_id  # type: ignore[union-attr]
+    assert [_stamp(error).state for error in recorded] == [LinkState.PENDING] * 3 + [LinkState.UNLINKED] * 2
+    assert [_stamp(error).event_id is None for error in recorded] == [False] * 3 + [True] * 2, "no event, no id"
+    assert _attributes(span)[LINK] == _stamp(recorded[2]).event_id
+    assert [item.exception for item in harness.counted] == recorded, "every error counted, queued or not"
     span.end()
     assert [item.exception for item in harness.tracker.collect()] == recorded[:3]
 
@@ -332,7 +336,8 @@ def test_rate_limited_exception_links_to_latest_admitted_event(tracer: Tracer, h
     assert (first_stamp.origin, second_stamp.origin) == (spans[0], spans[1])
     assert [_attributes(span)[LINK] for span in spans] == [first_stamp.event_id] * 2
     assert harness.limiter.suppressed_total == 1
-    assert [item.stamp.state for item in harness.tracker.collect()] == [LinkState.PENDING, LinkState.SUPPRESSED]
+    assert [item.stamp.state for item in harness.tracker.collect()] == [LinkState.PENDING], "only owed events wait"
+    assert [item.exception for item in harness.counted] == [first, second]
 
 
 def test_fingerprints_separate_lines_and_operations_through_tracker(tracer: Tracer, hooked: MakeHarness) -> None:

@@ -62,6 +62,7 @@ class DeliveryCounts:
     refused: int = 0  # sentry-sdk dropped them (before_send, sample_rate, client closed)
     app_events_linked: int = 0  # events the app or a sentry-sdk integration captured, given the span's trace
     duplicates_dropped: int = 0  # the app's events for an exception otel-ext had already sent
+    unsent_at_shutdown: int = 0  # still queued when the shutdown timeout ran out
     failed: int = 0  # building or handing over the event raised (logged)
 
     def as_dict(self) -> dict[str, int]:
@@ -193,6 +194,9 @@ class SentryLink:
         if stamp.state is LinkState.DEFERRED:  # recorded on a 4xx server span that ended as an error after all
             stamp.event_id, stamp.state = uuid.uuid4().hex, LinkState.PENDING
         if stamp.state is not LinkState.PENDING:  # sent already, rate-limited, or not linked
+            return
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.counts.unsent_at_shutdown += 1
             return
         stamp.state = LinkState.SENT
         try:

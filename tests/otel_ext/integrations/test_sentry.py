@@ -140,8 +140,27 @@ def test_burst_without_rate_limit_reaches_sentry_whole(sentry_sink: SentrySink, 
     assert run.returncode == 0, run.stderr
     events = sentry_sink.wait_for_events(600)
     assert len(events) == 600 and len({event["event_id"] for event in events}) == 600
-    delivery = run.result["errors"]["sentry"]
-    assert (delivery["sent"], delivery["rate_limited"], delivery["dropped_queue_full"]) == (600, 0, 0)
+    report = run.result["errors"]
+    assert (report["sentry"]["rate_limited"], report["sentry"]["dropped_queue_full"]) == (0, 0)
+    assert [group["count"] for group in report["errors"]] == [600]
+
+
+def test_full_queue_costs_events_never_counts(sentry_sink: SentrySink, otlp_sink: OtlpSink) -> None:
+    """A queue of 4 against 300 errors: some get no event (counted as dropped), every one is counted."""
+    run = _run("storm", "300", sentry_dsn=sentry_sink.dsn, otlp=otlp_sink, OTEL_EXT_SENTRY_RATE_LIMIT="off",
+               OTEL_EXT_ERROR_QUEUE_SIZE="4", OTEL_EXT_ERROR_FLUSH_INTERVAL_MS="60000")
+    assert run.returncode == 0, run.stderr
+    report = run.result["errors"]
+    assert [group["count"] for group in report["errors"]] == [300]
+    dropped = report["sentry"]["dropped_queue_full"]
+    assert dropped > 0
+    time.sleep(0.3)
+    events = sentry_sink.events()
+    assert len(events) == 300 - dropped, "every error either sent once or counted as dropped"
+    spans = otlp_sink.wait_for_spans(300)
+    linked = [span for span in spans if "sentry.event_id" in span.attributes]
+    assert len(linked) == 300 - dropped and {span.attributes["sentry.event_id"] for span in linked} == {
+        event["event_id"] for event in events}, "no span points at an event that was not sent"
 
 
 def test_b22_log_and_raise_and_double_capture_give_one_event_each(
