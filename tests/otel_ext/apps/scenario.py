@@ -343,6 +343,20 @@ def client_error_escapes() -> None:
     result(errors_report())
 
 
+def shutdown_then_hard_exit() -> None:
+    """In code: OtelExt.shutdown() alone must deliver queued errors (os._exit skips every exit hook)."""
+    import otel_ext
+
+    handle = otel_ext.configure()
+    try:
+        with tracer.start_as_current_span("nightly.import"):
+            raise ValueError("row 12 has no id")
+    except ValueError:
+        pass
+    handle.shutdown()
+    os._exit(0)
+
+
 def errors_until_exit(count: str) -> None:
     """Errors recorded just before the process ends: timing of the loop and of the exit."""
     started = time.perf_counter()

@@ -309,6 +309,16 @@ def test_unreachable_or_slow_sentry_never_blocks_the_app(otlp_sink: OtlpSink, re
     assert exit_s < 6.0, f"exit took {exit_s:.2f} s (shutdown timeout 1 s for otel-ext and for sentry-sdk)"
 
 
+def test_shutdown_delivers_queued_errors(sentry_sink: SentrySink, otlp_sink: OtlpSink) -> None:
+    run = _run("shutdown_then_hard_exit", sentry_dsn=sentry_sink.dsn, otlp=otlp_sink, plain=True,
+               OTEL_EXT_ERROR_FLUSH_INTERVAL_MS="3600000")
+    assert run.returncode == 0, run.stderr
+    (event,) = sentry_sink.events()
+    span = _spans(otlp_sink, 1)["nightly.import"]
+    assert (event["contexts"]["trace"]["span_id"], span.attributes["sentry.event_id"]) == (
+        span.span_id, event["event_id"])
+
+
 def test_sentry_sdk_missing_is_one_clear_message(otlp_sink: OtlpSink, tmp_path: Path) -> None:
     """A stand-in module that fails to import, as a missing package does: the one test double here."""
     (tmp_path / "sentry_sdk.py").write_text("raise ImportError(\"No module named 'sentry_sdk'\")\n")
