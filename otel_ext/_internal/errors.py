@@ -1,8 +1,8 @@
 """Exceptions recorded on spans → error statistics, and Sentry events when Sentry is linked.
 
 Always on: ``/monitoring/errors`` counts errors with or without Sentry. The
-request path only stamps and queues the exception (see
-``processors._internal.exceptions``); counting and sending run on a worker.
+request path stamps, counts and queues the exception (see
+``processors._internal.exceptions``); building and sending events run on a worker.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ SENTRY_DSN = "SENTRY_DSN"  # read by sentry-sdk itself, with SENTRY_ENVIRONMENT 
 class ErrorPipeline:
     """Tracks recorded exceptions, counts them per operation and type, and hands them to Sentry.
 
-    Threading contract: the record hook runs on app threads and only queues;
-    ``process`` runs on the worker thread; ``refresh``, ``delivery`` and
+    Threading contract: the record hook runs on app threads and only stamps,
+    counts and queues (no I/O); ``process`` runs on the worker thread; ``refresh``, ``delivery`` and
     ``shutdown`` may be called from any thread.
     """
 
@@ -86,7 +86,7 @@ class ErrorPipeline:
                     self.store.record(item)
 
     def refresh(self, timeout_s: float = 1.0) -> None:
-        """Count what has been recorded so far (the monitor calls this before answering)."""
+        """Process the queue now, so deferred errors whose spans ended are counted (the monitor calls this)."""
         self.worker.flush(timeout_s)
 
     def delivery(self) -> dict[str, object]:
