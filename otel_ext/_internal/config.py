@@ -81,6 +81,7 @@ EXPORTER_GROUPS = {
 _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600}
 _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
 _MIN_SECRET_LENGTH = 16
+_MAX_QUEUE_SIZE = 100_000  # each waiting exception keeps its traceback's frames alive
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,13 @@ def parse_rate_limit(text: str) -> tuple[int, int] | None:
     return parse_positive_int(count), parse_window(window)
 
 
+def parse_queue_size(text: str) -> int:
+    size = parse_positive_int(text)
+    if size > _MAX_QUEUE_SIZE:
+        raise ValueError
+    return size
+
+
 def parse_names(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if not names:
@@ -268,9 +276,9 @@ _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
     (OTEL_EXT_SENTRY_ENABLED, "sentry_enabled", parse_bool, "true or false", "using true"),
     (OTEL_EXT_TRACE_URL_TEMPLATE, "trace_url_template", parse_trace_url_template,
      "a URL with {trace_id}, e.g. 'http://localhost:16686/trace/{trace_id}'", "Sentry events carry no trace link"),
-    (OTEL_EXT_SENTRY_RATE_LIMIT, "sentry_rate_limit", parse_rate_limit, "count/duration, e.g. 10/1m, or off",
-     "using 10/1m"),
-    (OTEL_EXT_ERROR_QUEUE_SIZE, "error_queue_size", parse_positive_int, "a whole number >= 1, e.g. 1000",
+    (OTEL_EXT_SENTRY_RATE_LIMIT, "sentry_rate_limit", parse_rate_limit,
+     "count/duration with a whole count >= 1 and a duration 6s..24h, e.g. 10/1m, or off", "using 10/1m"),
+    (OTEL_EXT_ERROR_QUEUE_SIZE, "error_queue_size", parse_queue_size, "a whole number 1..100000, e.g. 1000",
      "using 1000"),
     (OTEL_EXT_ERROR_FLUSH_INTERVAL_MS, "error_flush_interval_ms", parse_interval_ms, "ms between 1 and 3600000",
      "using 1000"),

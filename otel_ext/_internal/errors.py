@@ -91,7 +91,7 @@ class ErrorPipeline:
 
     def delivery(self) -> dict[str, object]:
         report: dict[str, object] = {
-            "linked": self.link is not None,
+            "linked": self.link is not None and self.link.is_active(),
             "waiting": self.tracker.pending,
             "dropped_queue_full": self.tracker.dropped,
             "rate_limited": self.rate_limiter.suppressed_total,
@@ -113,14 +113,18 @@ def start_error_pipeline(settings: Settings) -> ErrorPipeline:
 
 
 def sentry_problem(environ: Mapping[str, str]) -> str | None:
-    """Why ``SENTRY_DSN`` cannot be used, if it is set and sentry-sdk does not import."""
-    if not environ.get(SENTRY_DSN, "").strip():
+    """Why ``SENTRY_DSN`` cannot be used: sentry-sdk does not import, or the DSN is malformed."""
+    raw = environ.get(SENTRY_DSN, "")
+    if not raw.strip():
         return None
     try:
-        import otel_ext._internal.integrations.sentry  # noqa: F401, PLC0415 - the optional dependency
+        from otel_ext._internal.integrations.sentry import dsn_problem  # noqa: PLC0415 - the optional dependency
     except ImportError as error:
         return f"{SENTRY_DSN} is set but {error}; exceptions are counted, not sent"
-    return None
+    problem = dsn_problem(raw)
+    if problem is None:
+        return None
+    return f"{SENTRY_DSN} is invalid: {problem}; the Sentry link is off, exceptions are counted"
 
 
 def _sentry_link(settings: Settings) -> SentryLink | None:
@@ -134,4 +138,9 @@ def _sentry_link(settings: Settings) -> SentryLink | None:
         from otel_ext._internal.integrations.sentry import start_sentry_link  # noqa: PLC0415
     except ImportError:
         return None  # sentry-sdk is not installed and SENTRY_DSN is unset: nothing to link to
-    return start_sentry_link(settings)
+    try:
+        return start_sentry_link(settings)
+    except Exception as error:  # noqa: BLE001 - the rest of otel-ext must start without Sentry
+        _logger.warning("otel-ext: the Sentry link could not start (%s: %s); exceptions are counted, not sent",
+                        type(error).__name__, error)
+        return None

@@ -13,8 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.support.otlp_sink import OtlpSink
+from tests.support.processes import (
+    INSTRUMENT,
+    clean_environment,
+    free_port,
+    otlp_variables,
+)
 from tests.support.sentry_sink import SentrySink
-from tests.support.processes import INSTRUMENT, clean_environment, free_port, otlp_variables
 
 STATUS_ERROR = 2
 SPAN_KIND_SERVER = 2
@@ -141,7 +146,8 @@ def test_shop_under_gunicorn_links_each_workers_errors(tmp_path: Path, sentry_si
     """Sentry set up in the gunicorn master (zero-code), errors raised in forked workers: each linked once."""
     app_port = free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    variables = otlp_variables(otlp_sink.grpc_endpoint, "grpc", SENTRY_DSN=sentry_sink.dsn, OTEL_BSP_SCHEDULE_DELAY="200")
+    variables = otlp_variables(otlp_sink.grpc_endpoint, "grpc", SENTRY_DSN=sentry_sink.dsn,
+                               OTEL_BSP_SCHEDULE_DELAY="200")
     process = subprocess.Popen(
         [str(INSTRUMENT), str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{app_port}",
          f"app:create_app({str(tmp_path / 'shop.db')!r})"],

@@ -49,6 +49,17 @@ def test_check_names_a_missing_sentry_sdk(tmp_path: Path) -> None:
     assert _run("check", SENTRY_DSN="https://key@sentry.example/1").returncode == 0
 
 
+def test_check_names_a_malformed_dsn_without_its_key() -> None:
+    completed = _run("check", SENTRY_DSN="https://sentry.example/1")
+    assert completed.returncode == 1
+    assert completed.stdout.splitlines()[0] == (
+        "problem: SENTRY_DSN is invalid: Missing public key (expected https://<key>@<host>/<project id>); "
+        "the Sentry link is off, exceptions are counted"
+    )
+    completed = _run("check", SENTRY_DSN="https://k3yk3y@sentry.example/project")
+    assert completed.returncode == 1 and "k3yk3y" not in completed.stdout
+
+
 def test_demo_table_shows_slow_and_failing_endpoints(tmp_path: Path) -> None:
     completed = _run("demo", "--requests", "120", "--output", str(tmp_path / "demo"), timeout=90)
     assert completed.returncode == 0, completed.stdout + completed.stderr

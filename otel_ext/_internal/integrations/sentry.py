@@ -41,16 +41,25 @@ from processors._internal.exceptions import ExceptionStamp, LinkState, RecordedE
 try:
     import sentry_sdk
     from sentry_sdk.scope import add_global_event_processor
-    from sentry_sdk.utils import event_from_exception
+    from sentry_sdk.utils import BadDsn, Dsn, event_from_exception
 except ImportError as error:  # the one place the optional dependency is imported
     raise ImportError("sentry-sdk is not installed; install the extra: pip install 'otel-ext[sentry]'") from error
 
-__all__ = ["DeliveryCounts", "SentryLink", "build_event", "pseudonymous_user_id", "start_sentry_link", "trace_url"]
+__all__ = [
+    "DeliveryCounts",
+    "SentryLink",
+    "build_event",
+    "dsn_problem",
+    "pseudonymous_user_id",
+    "start_sentry_link",
+    "trace_url",
+]
 
 _logger = logging.getLogger("otel_ext.sentry")
 
 _OURS = "otel_ext_report"  # hint key marking events otel-ext built
 _MAX_TAG_LENGTH = 200
+_MAX_DESCRIPTION_LENGTH = 1024  # the exception's own text travels in full in exception.value
 _PII_ATTRIBUTES = {"email": "user.email", "ip_address": "client.address"}
 
 
@@ -67,6 +76,15 @@ class DeliveryCounts:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+def dsn_problem(raw: str) -> str | None:
+    """Why a ``SENTRY_DSN`` value is unusable, without repeating it (it holds the project's key)."""
+    try:
+        Dsn(raw.strip())
+    except BadDsn as error:
+        return f"{error} (expected https://<key>@<host>/<project id>)"
+    return None
 
 
 def trace_url(template: str | None, context: SpanContext) -> str | None:
@@ -127,7 +145,9 @@ def build_event(
     exception = item.exception
     errored = span.status.status_code is StatusCode.ERROR
     sentry_event, hint = event_from_exception(
-        exception, client_options=dict(client_options) if client_options else None, mechanism={"type": "otel_ext", "handled": not errored}
+        exception,
+        client_options=dict(client_options) if client_options else None,
+        mechanism={"type": "otel_ext", "handled": not errored},
     )
     event: dict[str, Any] = dict(sentry_event)
     hint[_OURS] = True
@@ -142,7 +162,7 @@ def build_event(
         "sampled": span.context.trace_flags.sampled,
     }
     if span.status.description:
-        otel["status_description"] = span.status.description
+        otel["status_description"] = span.status.description[:_MAX_DESCRIPTION_LENGTH]
     url = trace_url(settings.trace_url_template, span.context) if span.context.trace_flags.sampled else None
     if url:
         otel["trace_url"] = url
@@ -282,11 +302,22 @@ class SentryLink:
         self.counts.app_events_linked += 1
         contexts = event.setdefault("contexts", {})
         contexts["trace"] = _trace_context(context, getattr(span, "parent", None))
+        otel = contexts.setdefault("otel", {})
+        otel["sampled"] = context.trace_flags.sampled
         url = trace_url(self.settings.trace_url_template, context) if context.trace_flags.sampled else None
         if url:
-            contexts.setdefault("otel", {})["trace_url"] = url
+            otel["trace_url"] = url
         if isinstance(span, ReadableSpan):
             event.setdefault("tags", {}).update(_tags(span))
+            otel["operation"] = span.name
+            if span.status.description:
+                otel["status_description"] = span.status.description[:_MAX_DESCRIPTION_LENGTH]
+        if not (event.get("user") or {}).get("id"):
+            # The user id is usually on the server span, current while the app captures.
+            spans = [candidate for candidate in (span, current) if isinstance(candidate, ReadableSpan)]
+            user = next(filter(None, (_user(candidate.attributes or {}, self.settings) for candidate in spans)), None)
+            if user is not None:
+                event["user"] = {**(event.get("user") or {}), **user}
         if span.is_recording() and event.get("event_id"):
             span.set_attribute(EVENT_ID_ATTRIBUTE, event["event_id"])
         return event
@@ -327,11 +358,12 @@ def _route_event(event: dict[str, Any], hint: dict[str, Any] | None) -> dict[str
     return event if link is None else link.link_foreign_event(event, hint)
 
 
-def start_sentry_link(settings: Settings) -> SentryLink | None:
-    """Join the app's sentry-sdk, or initialise it from ``SENTRY_DSN``; None when there is nothing to link to.
+def start_sentry_link(settings: Settings) -> SentryLink:
+    """Join the app's sentry-sdk, or initialise it from a valid ``SENTRY_DSN``.
 
-    An app that calls ``sentry_sdk.init()`` after otel-ext takes over with its
-    own options; the link follows whichever client is current.
+    Otherwise the link waits: it is active whenever sentry-sdk has a client, so
+    an app that calls ``sentry_sdk.init()`` later (even after otel-ext
+    initialised it) is linked with its own options.
     """
     global _active_link, _processor_installed
     link = SentryLink(settings)
@@ -345,7 +377,7 @@ def start_sentry_link(settings: Settings) -> SentryLink | None:
         link.own_client = sentry_sdk.get_client()
         _logger.info("otel-ext: sentry-sdk initialised from %s", SENTRY_DSN)
     else:
-        return None
+        _logger.info("otel-ext: the Sentry link starts when the app calls sentry_sdk.init()")
     _active_link = link
     if not _processor_installed:
         add_global_event_processor(cast(Any, _route_event))

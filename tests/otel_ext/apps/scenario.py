@@ -52,7 +52,7 @@ def slow_tags() -> None:
 
 
 def failing_processor() -> None:
-    """B02: a processor raising in on_end, and otel-ext's own exception hook raising, must not replace the app's exception."""
+    """B02: a processor raising in on_end, or otel-ext's own exception hook raising, must not replace the app's error."""
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
     from processors._internal.exceptions import ExceptionTracker
@@ -289,12 +289,12 @@ def log_and_raise() -> None:
 
 
 def app_captures_first() -> None:
-    """The app sends the exception itself inside the span, then lets it escape."""
+    """The app sends the exception itself inside the server span (as Flask's integration does), then lets it escape."""
     import sentry_sdk
 
     captured = None
     try:
-        with tracer.start_as_current_span("import.batch"):
+        with tracer.start_as_current_span("import.batch", kind=SpanKind.SERVER, attributes=_user_attributes()):
             try:
                 raise ValueError("bad row 17")
             except ValueError as error:
@@ -371,7 +371,8 @@ def errors_until_exit(count: str) -> None:
 
 
 def app_initialised_sentry(mode: str) -> None:
-    """The app runs sentry_sdk.init itself: before otel_ext.configure() ("before") or after zero-code setup ("after").
+    """The app runs sentry_sdk.init itself: before otel_ext.configure() ("before"), or after zero-code setup
+    that had its own SENTRY_DSN ("after") or none ("no_env").
 
     Its options (release, before_send) must apply to otel-ext's events too.
     """

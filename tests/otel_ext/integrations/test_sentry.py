@@ -39,7 +39,8 @@ def _run(scenario: str, *arguments: str, sentry_dsn: str, otlp: OtlpSink, protoc
         "OTEL_EXT_ERROR_FLUSH_INTERVAL_MS": "100", "OTEL_BSP_SCHEDULE_DELAY": "100", **extra,
     }
     endpoint = otlp.grpc_endpoint if protocol == "grpc" else otlp.http_endpoint
-    return (run_plain if plain else run_scenario)(scenario, *arguments, **otlp_variables(endpoint, protocol, **variables))
+    run = run_plain if plain else run_scenario
+    return run(scenario, *arguments, **otlp_variables(endpoint, protocol, **variables))
 
 
 def _spans(otlp: OtlpSink, count: int) -> dict[str, CapturedSpan]:
@@ -191,6 +192,9 @@ def test_exception_the_app_sent_first_is_not_sent_again(sentry_sink: SentrySink,
     assert event["event_id"] == run.result["captured"] == span.attributes["sentry.event_id"]
     delivery = run.result["errors"]["sentry"]
     assert (delivery["sent"], delivery["app_events_linked"]) == (0, 1)
+    expected_user = hmac.new(SECRET.encode(), b"alice@example.com", hashlib.sha256).hexdigest()[:32]
+    assert event["user"] == {"id": expected_user}, "the span's user, pseudonymised, on the app's event too"
+    assert (event["contexts"]["otel"]["operation"], event["contexts"]["otel"]["sampled"]) == ("import.batch", True)
     assert event["contexts"]["trace"]["span_id"] == span.span_id
     assert event["contexts"]["otel"]["trace_url"].startswith(f"http://jaeger.local:16686/trace/{span.trace_id}")
 
@@ -266,7 +270,9 @@ def test_b06_short_lived_process_sends_its_one_event(sentry_sink: SentrySink, ot
     assert root.attributes["sentry.event_id"] == event["event_id"]
 
 
-def test_b02_failing_exception_hook_does_not_replace_app_exception(sentry_sink: SentrySink, otlp_sink: OtlpSink) -> None:
+def test_b02_failing_exception_hook_does_not_replace_app_exception(
+    sentry_sink: SentrySink, otlp_sink: OtlpSink
+) -> None:
     run = _run("failing_processor", sentry_dsn=sentry_sink.dsn, otlp=otlp_sink)
     assert run.returncode == 0, run.stderr
     assert run.result["seen"] == ["ValueError: app"]
@@ -277,12 +283,13 @@ def test_b02_failing_exception_hook_does_not_replace_app_exception(sentry_sink: 
     assert len(otlp_sink.wait_for_spans(20)) == 20
 
 
-@pytest.mark.parametrize("mode", ["before", "after"])
+@pytest.mark.parametrize("mode", ["before", "after", "no_env"])
 def test_app_initialised_sentry_keeps_its_options(sentry_sink: SentrySink, otlp_sink: OtlpSink, mode: str) -> None:
-    """The app's own sentry_sdk.init: joined in code (before configure), taken over in zero-code (after)."""
+    """The app's own sentry_sdk.init: joined in code (before configure), taken over in zero-code (after), or
+    found in zero-code without SENTRY_DSN (no_env)."""
     with SentrySink() as ignored:
-        run = _run("app_initialised_sentry", mode, sentry_dsn=ignored.dsn, otlp=otlp_sink, plain=mode == "before",
-                   APP_SENTRY_DSN=sentry_sink.dsn)
+        run = _run("app_initialised_sentry", mode, sentry_dsn="" if mode == "no_env" else ignored.dsn, otlp=otlp_sink,
+                   plain=mode == "before", APP_SENTRY_DSN=sentry_sink.dsn)
         assert run.returncode == 0, run.stderr
         (event,) = sentry_sink.wait_for_events(1)
         assert ignored.events() == []
@@ -301,7 +308,8 @@ def test_unreachable_or_slow_sentry_never_blocks_the_app(otlp_sink: OtlpSink, re
     """
     with SentrySink(mode="slow", delay_s=5.0) as slow:
         dsn = slow.dsn if receiver == "slow" else closed_port_dsn()
-        run = _run("errors_until_exit", "50", sentry_dsn=dsn, otlp=otlp_sink, OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS="1000")
+        run = _run("errors_until_exit", "50", sentry_dsn=dsn, otlp=otlp_sink,
+                   OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS="1000")
         exit_s = time.time() - float(run.stdout.split("EXIT_AT ")[1].split()[0])
     assert run.returncode == 0, run.stderr
     loop_s = float(run.stdout.split("LOOP_S ")[1].split()[0])
@@ -317,6 +325,18 @@ def test_shutdown_delivers_queued_errors(sentry_sink: SentrySink, otlp_sink: Otl
     span = _spans(otlp_sink, 1)["nightly.import"]
     assert (event["contexts"]["trace"]["span_id"], span.attributes["sentry.event_id"]) == (
         span.span_id, event["event_id"])
+
+
+@pytest.mark.parametrize(("dsn", "reason"), [("not a dsn", "Unsupported scheme ''"),
+                                              ("http://127.0.0.1:9/1", "Missing public key")])
+def test_malformed_dsn_turns_off_only_the_link(otlp_sink: OtlpSink, dsn: str, reason: str) -> None:
+    run = _run("nested_failure", sentry_dsn=dsn, otlp=otlp_sink)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count(f"SENTRY_DSN is invalid: {reason} (expected https://<key>@<host>/<project id>)") == 1
+    assert "setup failed" not in run.stderr
+    assert run.result["sentry"]["linked"] is False
+    assert sorted(group["count"] for group in run.result["errors"]) == [1, 1, 1], "errors still counted"
+    assert len(otlp_sink.wait_for_spans(3)) == 3, "tracing still exports"
 
 
 def test_sentry_sdk_missing_is_one_clear_message(otlp_sink: OtlpSink, tmp_path: Path) -> None:
