@@ -56,8 +56,11 @@ def test_check_names_a_malformed_dsn_without_its_key() -> None:
         "problem: SENTRY_DSN is invalid: Missing public key (expected https://<key>@<host>/<project id>); "
         "the Sentry link is off, exceptions are counted"
     )
-    completed = _run("check", SENTRY_DSN="https://k3yk3y@sentry.example/project")
-    assert completed.returncode == 1 and "k3yk3y" not in completed.stdout
+    for malformed in ("https://k3yk3y@sentry.example/project", "https://k3yk3y@sentry.example:99999/1",
+                      "https://k3yk3y@[::1/1"):
+        completed = _run("check", SENTRY_DSN=malformed)
+        assert completed.returncode == 1 and "k3yk3y" not in completed.stdout + completed.stderr, malformed
+        assert completed.stdout.startswith("problem: SENTRY_DSN is invalid: "), completed.stdout + completed.stderr
 
 
 def test_demo_table_shows_slow_and_failing_endpoints(tmp_path: Path) -> None:

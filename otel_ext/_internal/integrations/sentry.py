@@ -70,7 +70,7 @@ class DeliveryCounts:
     sent: int = 0  # events handed to sentry-sdk, which accepted them
     refused: int = 0  # sentry-sdk dropped them (before_send, sample_rate, client closed)
     app_events_linked: int = 0  # events the app or a sentry-sdk integration captured, given the span's trace
-    duplicates_dropped: int = 0  # the app's events for an exception otel-ext had already sent
+    duplicates_dropped: int = 0  # further events for an exception already sent (by otel-ext or the app)
     unsent_at_shutdown: int = 0  # still queued when the shutdown timeout ran out
     failed: int = 0  # building or handing over the event raised (logged)
 
@@ -82,7 +82,7 @@ def dsn_problem(raw: str) -> str | None:
     """Why a ``SENTRY_DSN`` value is unusable, without repeating it (it holds the project's key)."""
     try:
         Dsn(raw.strip())
-    except BadDsn as error:
+    except (BadDsn, ValueError) as error:  # ValueError: a bad port or bracket, from urllib
         return f"{error} (expected https://<key>@<host>/<project id>)"
     return None
 
@@ -194,7 +194,7 @@ class SentryLink:
         self._client_lock = threading.Lock()
         self._user_warning_logged = False
         self._handed_since_drain = 0
-        self._deadline: float | None = None  # set while shutting down
+        self._deadline: float | None = None  # set once shutting down: nothing is handed over after it
 
     def is_active(self) -> bool:
         """Sentry has a client now; its exit hook is kept after ours, so the queue reaches it first."""
@@ -345,8 +345,7 @@ class SentryLink:
                 client.flush(timeout=remaining)
         except Exception as error:  # noqa: BLE001 - exit must go on
             report_once(_logger, "flushing Sentry at shutdown", error)
-        finally:
-            self._deadline = None
+        # The deadline stays: the worker may still be in a batch, and must not start a new wait.
 
 
 _active_link: SentryLink | None = None

@@ -358,7 +358,14 @@ def shutdown_then_hard_exit() -> None:
 
 
 def errors_until_exit(count: str) -> None:
-    """Errors recorded just before the process ends: timing of the loop and of the exit."""
+    """Errors recorded just before the process ends: timing of the loop and of the exit.
+
+    With APP_SENTRY_DSN the app initialises sentry-sdk itself (shutdown_timeout 1 s).
+    """
+    if "APP_SENTRY_DSN" in os.environ:
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=os.environ["APP_SENTRY_DSN"], shutdown_timeout=1)
     started = time.perf_counter()
     for index in range(int(count)):
         try:

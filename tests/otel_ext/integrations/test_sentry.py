@@ -317,6 +317,20 @@ def test_unreachable_or_slow_sentry_never_blocks_the_app(otlp_sink: OtlpSink, re
     assert exit_s < 6.0, f"exit took {exit_s:.2f} s (shutdown timeout 1 s for otel-ext and for sentry-sdk)"
 
 
+def test_exit_with_the_apps_own_client_and_a_hanging_sentry_is_bounded(otlp_sink: OtlpSink) -> None:
+    """otel-ext's 1 s, then sentry-sdk's exit hook with the app's shutdown_timeout of 1 s: about 2.1 s.
+
+    The worker is still busy when otel-ext's deadline passes; had it started a new wait for the
+    transport, sentry-sdk's exit hook would have waited for it too (3.2 s measured).
+    """
+    with SentrySink(mode="slow", delay_s=30.0) as hanging:
+        run = _run("errors_until_exit", "1000", sentry_dsn="", otlp=otlp_sink, APP_SENTRY_DSN=hanging.dsn,
+                   OTEL_EXT_SENTRY_RATE_LIMIT="off", OTEL_EXT_SENTRY_SHUTDOWN_TIMEOUT_MS="1000")
+        exit_s = time.time() - float(run.stdout.split("EXIT_AT ")[1].split()[0])
+    assert run.returncode == 0, run.stderr
+    assert exit_s < 2.9, f"exit took {exit_s:.2f} s"
+
+
 def test_shutdown_delivers_queued_errors(sentry_sink: SentrySink, otlp_sink: OtlpSink) -> None:
     run = _run("shutdown_then_hard_exit", sentry_dsn=sentry_sink.dsn, otlp=otlp_sink, plain=True,
                OTEL_EXT_ERROR_FLUSH_INTERVAL_MS="3600000")
@@ -328,7 +342,8 @@ def test_shutdown_delivers_queued_errors(sentry_sink: SentrySink, otlp_sink: Otl
 
 
 @pytest.mark.parametrize(("dsn", "reason"), [("not a dsn", "Unsupported scheme ''"),
-                                              ("http://127.0.0.1:9/1", "Missing public key")])
+                                              ("http://127.0.0.1:9/1", "Missing public key"),
+                                              ("http://k@127.0.0.1:99999/1", "Port out of range 0-65535")])
 def test_malformed_dsn_turns_off_only_the_link(otlp_sink: OtlpSink, dsn: str, reason: str) -> None:
     run = _run("nested_failure", sentry_dsn=dsn, otlp=otlp_sink)
     assert run.returncode == 0, run.stderr
