@@ -89,6 +89,18 @@ def test_exception_through_nested_spans_gives_one_event_linked_both_ways(
     assert report["sentry"]["sent"] == 1
 
 
+def test_unsampled_trace_still_reports_without_a_dead_link(sentry_sink: SentrySink, otlp_sink: OtlpSink) -> None:
+    """Sampled out (ratio 0): nothing exported, the error still reaches Sentry, with no trace URL to open."""
+    run = _run("nested_failure", sentry_dsn=sentry_sink.dsn, otlp=otlp_sink, OTEL_TRACES_SAMPLER="traceidratio",
+               OTEL_TRACES_SAMPLER_ARG="0")
+    assert run.returncode == 0, run.stderr
+    (event,) = sentry_sink.wait_for_events(1)
+    assert event["contexts"]["otel"]["sampled"] is False and "trace_url" not in event["contexts"]["otel"]
+    assert len(event["contexts"]["trace"]["trace_id"]) == 32
+    time.sleep(0.3)
+    assert otlp_sink.spans() == []
+
+
 def test_raw_user_only_when_opted_in(sentry_sink: SentrySink, otlp_sink: OtlpSink) -> None:
     run = _run("nested_failure", sentry_dsn=sentry_sink.dsn, otlp=otlp_sink, OTEL_EXT_SENTRY_SEND_PII="true")
     assert run.returncode == 0, run.stderr
