@@ -26,6 +26,42 @@ SPAN_KIND_SERVER = 2
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "flask_shop" / "app.py"
 
 
+def _call(base: str, method: str, path: str) -> int:
+    """One request to the shop; the HTTP status, also for 4xx and 5xx answers."""
+    request = urllib.request.Request(base + path, data=b"{}" if method == "POST" else None, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def _wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _call(base, "GET", "/health")
+            return
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "the shop did not start"
+            time.sleep(0.2)
+
+
+def _start_gunicorn(tmp_path: Path, workers: int, variables: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The unmodified shop under ``opentelemetry-instrument gunicorn``, serving; and its base URL."""
+    app_port = free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    process = subprocess.Popen(
+        [str(INSTRUMENT), str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{app_port}",
+         f"app:create_app({str(tmp_path / 'shop.db')!r})"],
+        cwd=SHOP.parent, env=clean_environment(**variables), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{app_port}"
+    _wait_until_serving(base, process)
+    return process, base
+
+
 def test_example_shop_end_to_end(otlp_sink: OtlpSink, sentry_sink: SentrySink) -> None:
     """The unmodified Flask example: slow search tagged, failing checkout ERROR and in Sentry, 404 a success."""
     port = free_port()
@@ -36,26 +72,10 @@ def test_example_shop_end_to_end(otlp_sink: OtlpSink, sentry_sink: SentrySink) -
     process = subprocess.Popen([str(INSTRUMENT), sys.executable, str(SHOP)], env=clean_environment(**variables),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-
-    def call(method: str, path: str) -> int:
-        request = urllib.request.Request(base + path, data=b"{}" if method == "POST" else None, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
-
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                call("GET", "/health")
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "shop did not start"
-                time.sleep(0.2)
-        statuses = [call("POST", "/checkout") for _ in range(8)] + [call("GET", "/books/999"), call("GET", "/search?q=a")]
+        _wait_until_serving(base, process)
+        statuses = [_call(base, "POST", "/checkout") for _ in range(8)]
+        statuses += [_call(base, "GET", "/books/999"), _call(base, "GET", "/search?q=a")]
         assert statuses == [201, 201, 201, 500] * 2 + [404, 200]
         with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/monitoring/performance?window=5m&kind=server",
                                     timeout=5) as response:
@@ -102,26 +122,11 @@ def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -
     first_port = free_port()
     while any(_port_taken(port) for port in range(first_port, first_port + workers + 1)):
         first_port = free_port()
-    app_port = free_port()
-    gunicorn = Path(sys.executable).parent / "gunicorn"
     variables = {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXT_MONITOR_PORT": f"{first_port}-{first_port + workers}"}
-    process = subprocess.Popen(
-        [str(INSTRUMENT), str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{app_port}",
-         f"app:create_app({str(tmp_path / 'shop.db')!r})"],
-        cwd=SHOP.parent, env=clean_environment(**variables), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    process, base = _start_gunicorn(tmp_path, workers, variables)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{app_port}/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
-                time.sleep(0.2)
         with ThreadPoolExecutor(workers) as pool:  # concurrent, so the kernel spreads them over the workers
-            list(pool.map(lambda _: urllib.request.urlopen(f"http://127.0.0.1:{app_port}/books", timeout=5).close(),
-                          range(requests - 1)))
+            list(pool.map(lambda _: _call(base, "GET", "/books"), range(requests - 1)))
         time.sleep(1.0)  # a worker binds its port on its first span, on a thread of its own
         served: dict[int, int] = {}
         for port in range(first_port, first_port + workers + 1):
@@ -144,32 +149,13 @@ def test_shop_under_gunicorn_prefork_serves_each_workers_stats(tmp_path: Path) -
 def test_shop_under_gunicorn_links_each_workers_errors(tmp_path: Path, sentry_sink: SentrySink,
                                                       otlp_sink: OtlpSink) -> None:
     """Sentry set up in the gunicorn master (zero-code), errors raised in forked workers: each linked once."""
-    app_port = free_port()
-    gunicorn = Path(sys.executable).parent / "gunicorn"
     variables = otlp_variables(otlp_sink.grpc_endpoint, "grpc", SENTRY_DSN=sentry_sink.dsn,
                                OTEL_BSP_SCHEDULE_DELAY="200")
-    process = subprocess.Popen(
-        [str(INSTRUMENT), str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{app_port}",
-         f"app:create_app({str(tmp_path / 'shop.db')!r})"],
-        cwd=SHOP.parent, env=clean_environment(**variables), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    statuses = []
+    process, base = _start_gunicorn(tmp_path, 2, variables)
+    statuses: list[int] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{app_port}/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
-                time.sleep(0.2)
         while statuses.count(500) < 2 and len(statuses) < 40:  # each worker declines its own every 4th checkout
-            request = urllib.request.Request(f"http://127.0.0.1:{app_port}/checkout", data=b"{}", method="POST",
-                                             headers={"Content-Type": "application/json"})
-            try:
-                statuses.append(urllib.request.urlopen(request, timeout=10).status)
-            except urllib.error.HTTPError as error:
-                statuses.append(error.code)
+            statuses.append(_call(base, "POST", "/checkout"))
         events = sentry_sink.wait_for_events(2)
     finally:
         process.terminate()
