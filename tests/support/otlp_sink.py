@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
 
-from tests.support.serving import Served
+from tests.support.serving import Served, serve_in_background
 
 Signal = Literal["traces", "metrics", "logs"]
 Transport = Literal["grpc", "http"]
@@ -239,14 +239,7 @@ class OtlpSink(Served):
         self._grpc_server.start()
 
         self._http_server = _HttpServer(self)
-        # A short poll interval keeps stop() fast; shutdown() waits for one poll.
-        self._http_thread = threading.Thread(
-            target=self._http_server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="otlp-sink-http",
-            daemon=True,
-        )
-        self._http_thread.start()
+        self._http_thread = serve_in_background(self._http_server, "otlp-sink-http")
         return self
 
     def stop(self) -> None:

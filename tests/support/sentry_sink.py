@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-from tests.support.serving import Served
+from tests.support.serving import Served, serve_in_background
 
 try:  # The SDK only sends "br" when brotli is importable, and so do we.
-    import brotli  # type: ignore[import-not-found, unused-ignore]
+    import brotli  # type: ignore[import-not-found, import-untyped, unused-ignore]
 except ImportError:  # pragma: no cover - depends on the environment
     brotli = None
 
@@ -236,14 +236,7 @@ class SentrySink(Served):
             raise RuntimeError("SentrySink is already started")
         self._stopping.clear()
         self._server = _HttpServer(self)
-        # A short poll interval keeps stop() fast; shutdown() waits for one poll.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="sentry-sink-http",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "sentry-sink-http")
         return self
 
     def stop(self) -> None:

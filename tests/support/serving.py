@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import HTTPServer
 from types import TracebackType
 from typing import TypeVar
 
@@ -24,3 +26,10 @@ class Served:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def serve_in_background(server: HTTPServer, name: str) -> threading.Thread:
+    """Serve on a daemon thread; the short poll interval keeps ``shutdown()`` fast (it waits for one poll)."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
+    thread.start()
+    return thread

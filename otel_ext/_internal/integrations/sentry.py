@@ -113,6 +113,27 @@ def _user(attributes: Mapping[str, Any], settings: Settings) -> dict[str, str] |
     return {"id": pseudonymous_user_id(str(raw), settings.user_id_secret)}
 
 
+def _first_user(spans: Sequence[ReadableSpan], settings: Settings) -> dict[str, str] | None:
+    return next(filter(None, (_user(span.attributes or {}, settings) for span in spans)), None)
+
+
+def _link_context(context: SpanContext, settings: Settings) -> dict[str, Any]:
+    """Whether the trace was exported, and the link to it (only then: an unsampled trace has nothing to open)."""
+    found: dict[str, Any] = {"sampled": context.trace_flags.sampled}
+    url = trace_url(settings.trace_url_template, context) if context.trace_flags.sampled else None
+    if url:
+        found["trace_url"] = url
+    return found
+
+
+def _otel_context(span: ReadableSpan, settings: Settings) -> dict[str, Any]:
+    """``contexts.otel`` of an event: the operation, its first error description, the trace link."""
+    found: dict[str, Any] = {"operation": span.name, **_link_context(span.context, settings)}
+    if span.status.description:
+        found["status_description"] = span.status.description[:_MAX_DESCRIPTION_LENGTH]
+    return found
+
+
 def _tags(span: ReadableSpan) -> dict[str, str]:
     scope = span.instrumentation_scope
     tags = {
@@ -155,21 +176,13 @@ def build_event(
     if span.end_time is not None:
         event["timestamp"] = datetime.fromtimestamp(span.end_time / 1e9, tz=timezone.utc)
     event["tags"] = _tags(span)
-    otel: dict[str, Any] = {
-        "operation": span.name,
-        "operations_crossed": [crossed.span.name for crossed in items],
-        "status_code": span.status.status_code.name,
-        "sampled": span.context.trace_flags.sampled,
-    }
-    if span.status.description:
-        otel["status_description"] = span.status.description[:_MAX_DESCRIPTION_LENGTH]
-    url = trace_url(settings.trace_url_template, span.context) if span.context.trace_flags.sampled else None
-    if url:
-        otel["trace_url"] = url
+    otel = _otel_context(span, settings)
+    otel["operations_crossed"] = [crossed.span.name for crossed in items]
+    otel["status_code"] = span.status.status_code.name
     if item.stamp.suppressed_before:
         otel["identical_errors_suppressed_before"] = item.stamp.suppressed_before
     event["contexts"] = {"trace": _trace_context(span.context, span.parent), "otel": otel}
-    user = next(filter(None, (_user(crossed.span.attributes or {}, settings) for crossed in items)), None)
+    user = _first_user([crossed.span for crossed in items], settings)
     if user is not None:
         event["user"] = user
     return event, hint
@@ -302,20 +315,15 @@ class SentryLink:
         self.counts.app_events_linked += 1
         contexts = event.setdefault("contexts", {})
         contexts["trace"] = _trace_context(context, getattr(span, "parent", None))
-        otel = contexts.setdefault("otel", {})
-        otel["sampled"] = context.trace_flags.sampled
-        url = trace_url(self.settings.trace_url_template, context) if context.trace_flags.sampled else None
-        if url:
-            otel["trace_url"] = url
         if isinstance(span, ReadableSpan):
+            contexts.setdefault("otel", {}).update(_otel_context(span, self.settings))
             event.setdefault("tags", {}).update(_tags(span))
-            otel["operation"] = span.name
-            if span.status.description:
-                otel["status_description"] = span.status.description[:_MAX_DESCRIPTION_LENGTH]
+        else:
+            contexts.setdefault("otel", {}).update(_link_context(context, self.settings))
         if not (event.get("user") or {}).get("id"):
             # The user id is usually on the server span, current while the app captures.
-            spans = [candidate for candidate in (span, current) if isinstance(candidate, ReadableSpan)]
-            user = next(filter(None, (_user(candidate.attributes or {}, self.settings) for candidate in spans)), None)
+            user = _first_user([candidate for candidate in (span, current) if isinstance(candidate, ReadableSpan)],
+                               self.settings)
             if user is not None:
                 event["user"] = {**(event.get("user") or {}), **user}
         if span.is_recording() and event.get("event_id"):
