@@ -146,3 +146,32 @@ OTEL_EXT_SENTRY_SEND_PII = "OTEL_EXT_SENTRY_SEND_PII"
 ``true``: send the raw user id, ``user.email`` and ``client.address`` to
 Sentry, and initialise sentry-sdk with ``send_default_pii``. Default ``false``.
 """
+
+OTEL_EXT_METRICS_HISTOGRAM = "OTEL_EXT_METRICS_HISTOGRAM"
+"""
+.. envvar:: OTEL_EXT_METRICS_HISTOGRAM
+
+How OTLP exporters receive the ``otel_ext.operation.duration`` histogram:
+``exponential`` (base-2 exponential buckets, merge exactly across processes)
+or ``explicit`` (the bounds of :envvar:`OTEL_EXT_METRICS_EXPLICIT_BOUNDS`).
+Unset: follows ``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``
+when that is set, else ``exponential``. The Prometheus exporter always gets
+explicit buckets.
+"""
+
+OTEL_EXT_METRICS_EXPLICIT_BOUNDS = "OTEL_EXT_METRICS_EXPLICIT_BOUNDS"
+"""
+.. envvar:: OTEL_EXT_METRICS_EXPLICIT_BOUNDS
+
+Bucket bounds in seconds for explicit duration histograms, increasing and
+separated by commas. Default: the HTTP semantic conventions' advice,
+``0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1,2.5,5,7.5,10``.
+"""
+
+OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE = "OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE"
+"""
+.. envvar:: OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE
+
+Most buckets an exported exponential histogram point has (default ``160``, as
+the SDK's); wider distributions are exported at a lower scale.
+"""

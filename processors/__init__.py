@@ -1,6 +1,7 @@
-"""otel-ext span processors: usable on any OpenTelemetry SDK ``TracerProvider``.
+"""otel-ext span processors and metric views: usable on any OpenTelemetry SDK provider.
 
 Slow-operation tags, per-operation statistics with windowed percentiles,
+RED metrics per operation for any metric reader or exporter,
 failure isolation between processors, measurement of unsampled spans, and
 exceptions recorded on spans kept for error statistics and an error tracker.
 Depends only on the OpenTelemetry SDK.
@@ -17,6 +18,18 @@ from processors._internal.exceptions import (
     install_record_hook,
 )
 from processors._internal.isolation import IsolatingSpanProcessor
+from processors._internal.metrics import (
+    CALLS_METRIC,
+    DEFAULT_EXPLICIT_BOUNDS_S,
+    DEFAULT_EXPONENTIAL_MAX_SIZE,
+    DURATION_METRIC,
+    SLOW_CALLS_METRIC,
+    SUCCESS_RATE_METRIC,
+    HistogramAggregation,
+    OperationMetrics,
+    OperationMetricsMixin,
+    OperationMetricsReader,
+)
 from processors._internal.pipeline import (
     SLOW_ATTRIBUTE,
     SLOW_THRESHOLD_ATTRIBUTE,
@@ -34,34 +47,46 @@ from processors._internal.stats import (
     OperationStats,
     OperationStatsProcessor,
     OperationStatsStore,
+    OperationTotals,
     SlowSpan,
 )
 from processors._internal.thresholds import DEFAULT_SLOW_THRESHOLD_MS, ThresholdRules
 from processors._internal.worker import PeriodicWorker
 
 __all__ = [
+    "CALLS_METRIC",
+    "DEFAULT_EXPLICIT_BOUNDS_S",
+    "DEFAULT_EXPONENTIAL_MAX_SIZE",
     "DEFAULT_SLOW_THRESHOLD_MS",
     "DEFAULT_WINDOWS_S",
+    "DURATION_METRIC",
     "ErrorGroupStats",
     "ErrorStatsStore",
     "ExceptionStamp",
     "ExceptionTracker",
     "FingerprintRateLimiter",
+    "HistogramAggregation",
     "IsolatingSpanProcessor",
     "LinkState",
     "LogHistogram",
     "OVERFLOW_OPERATION",
+    "OperationMetrics",
+    "OperationMetricsMixin",
+    "OperationMetricsReader",
     "OperationStats",
     "OperationStatsProcessor",
     "OperationStatsStore",
+    "OperationTotals",
     "PeriodicWorker",
     "RecordUnsampledSampler",
     "RecordedException",
     "SLOW_ATTRIBUTE",
+    "SLOW_CALLS_METRIC",
     "SLOW_THRESHOLD_ATTRIBUTE",
     "SlowSpan",
     "SpanPipelineExporter",
     "SpanStep",
+    "SUCCESS_RATE_METRIC",
     "ThresholdRules",
     "handled_client_error",
     "install_record_hook",

@@ -19,6 +19,7 @@ from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_HEADERS,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
@@ -38,6 +39,9 @@ from otel_ext.environment_variables import (
     OTEL_EXT_ERROR_FLUSH_INTERVAL_MS,
     OTEL_EXT_ERROR_QUEUE_SIZE,
     OTEL_EXT_MAX_OPERATIONS,
+    OTEL_EXT_METRICS_EXPLICIT_BOUNDS,
+    OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE,
+    OTEL_EXT_METRICS_HISTOGRAM,
     OTEL_EXT_MONITOR_HOST,
     OTEL_EXT_MONITOR_PORT,
     OTEL_EXT_RECORD_UNSAMPLED,
@@ -53,7 +57,14 @@ from otel_ext.environment_variables import (
     OTEL_EXT_USER_ID_ATTRIBUTES,
     OTEL_EXT_USER_ID_SECRET,
 )
-from processors import DEFAULT_SLOW_THRESHOLD_MS, DEFAULT_WINDOWS_S, ThresholdRules
+from processors import (
+    DEFAULT_EXPLICIT_BOUNDS_S,
+    DEFAULT_EXPONENTIAL_MAX_SIZE,
+    DEFAULT_SLOW_THRESHOLD_MS,
+    DEFAULT_WINDOWS_S,
+    HistogramAggregation,
+    ThresholdRules,
+)
 
 __all__ = [
     "RATIO_SAMPLERS",
@@ -82,6 +93,12 @@ _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600}
 _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
 _MIN_SECRET_LENGTH = 16
 _MAX_QUEUE_SIZE = 100_000  # each waiting exception keeps its traceback's frames alive
+_MAX_EXPONENTIAL_SIZE = 4096  # the statistics histogram's own bucket budget
+# OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION values, as the specification names them
+_STANDARD_AGGREGATIONS = {
+    "base2_exponential_bucket_histogram": HistogramAggregation.EXPONENTIAL,
+    "explicit_bucket_histogram": HistogramAggregation.EXPLICIT,
+}
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,9 @@ class Settings:
     user_id_attributes: tuple[str, ...] = ("enduser.id", "user.id")
     user_id_secret: str | None = field(default=None, repr=False)
     sentry_send_pii: bool = False
+    metrics_histogram: HistogramAggregation = HistogramAggregation.EXPONENTIAL
+    metrics_explicit_bounds_s: tuple[float, ...] = DEFAULT_EXPLICIT_BOUNDS_S
+    metrics_exponential_max_size: int = DEFAULT_EXPONENTIAL_MAX_SIZE
 
     def threshold_rules(self) -> ThresholdRules:
         return ThresholdRules(self.slow_threshold_ms, self.slow_thresholds)
@@ -260,6 +280,32 @@ def parse_secret(text: str) -> str:
     return text.strip()
 
 
+def parse_histogram_aggregation(text: str) -> HistogramAggregation:
+    try:
+        return HistogramAggregation(text.strip().lower())
+    except ValueError:
+        raise ValueError from None  # the accepted form says it better than the enum does
+
+
+def parse_bounds(text: str) -> tuple[float, ...]:
+    try:
+        bounds = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError from None
+    if not bounds or not all(math.isfinite(bound) and bound > 0 for bound in bounds):
+        raise ValueError
+    if list(bounds) != sorted(set(bounds)):
+        raise ValueError("not strictly increasing")
+    return bounds
+
+
+def parse_exponential_size(text: str) -> int:
+    size = parse_positive_int(text)
+    if not 2 <= size <= _MAX_EXPONENTIAL_SIZE:
+        raise ValueError
+    return size
+
+
 # (variable, Settings field, parser, accepted form, what a bad value falls back to)
 _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
     (OTEL_EXT_SLOW_THRESHOLD_MS, "slow_threshold_ms", parse_milliseconds, "a number of ms >= 0, e.g. 1000", "using 1000"),
@@ -289,6 +335,12 @@ _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
     (OTEL_EXT_USER_ID_SECRET, "user_id_secret", parse_secret, f"a secret of at least {_MIN_SECRET_LENGTH} characters",
      "no user is sent to Sentry"),
     (OTEL_EXT_SENTRY_SEND_PII, "sentry_send_pii", parse_bool, "true or false", "using false"),
+    (OTEL_EXT_METRICS_HISTOGRAM, "metrics_histogram", parse_histogram_aggregation, "exponential or explicit",
+     "using exponential"),
+    (OTEL_EXT_METRICS_EXPLICIT_BOUNDS, "metrics_explicit_bounds_s", parse_bounds,
+     "increasing numbers of seconds > 0, e.g. '0.01,0.1,1,10'", "using the HTTP semantic conventions' bounds"),
+    (OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE, "metrics_exponential_max_size", parse_exponential_size,
+     f"a whole number 2..{_MAX_EXPONENTIAL_SIZE}, e.g. 160", "using 160"),
 )
 _SECRETS = {OTEL_EXT_USER_ID_SECRET}
 
@@ -310,6 +362,10 @@ def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
         except (ValueError, TypeError) as error:
             detail = f" ({error})" if str(error) else ""
             problems.append(f"{name}={shown} is invalid{detail}: expected {accepted}; {fallback}")
+    if OTEL_EXT_METRICS_HISTOGRAM not in environ:
+        standard = environ.get(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, "").strip().lower()
+        if standard in _STANDARD_AGGREGATIONS:
+            values["metrics_histogram"] = _STANDARD_AGGREGATIONS[standard]
     return Settings(**values), problems  # type: ignore[arg-type]
 
 
@@ -398,9 +454,10 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
         names = set(installed(group)) | {"none"}
         for name in (part.strip() for part in environ.get(variable, "").split(",")):
             if name and name.lower() not in names:
+                hint = " (pip install 'otel-ext[prometheus]')" if name.lower() == "prometheus" else ""
                 problems.append(
-                    f"{variable}: {name!r} is not an installed exporter (installed: {', '.join(sorted(names))}); "
-                    "it is skipped"
+                    f"{variable}: {name!r} is not an installed exporter{hint} "
+                    f"(installed: {', '.join(sorted(names))}); it is skipped"
                 )
     sampler = environ.get(OTEL_TRACES_SAMPLER, "").strip()
     samplers = installed(SAMPLER_GROUP)

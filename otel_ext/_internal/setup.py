@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk._configuration import (
     _get_id_generator,
     _import_id_generator,
     _import_sampler,
     _init_logging,
-    _init_metrics,
 )
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
@@ -33,6 +32,8 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_SDK_DISABLED,
     OTEL_TRACES_SAMPLER,
 )
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -59,7 +60,10 @@ from otel_ext._internal.errors import ErrorPipeline, start_error_pipeline
 from otel_ext._internal.monitor import MonitorServer
 from otel_ext._internal.status import keep_first_error_description
 from processors import (
+    HistogramAggregation,
     IsolatingSpanProcessor,
+    OperationMetrics,
+    OperationMetricsReader,
     OperationStatsProcessor,
     OperationStatsStore,
     RecordUnsampledSampler,
@@ -87,6 +91,7 @@ _PROTOCOL_VARIABLES: dict[Signal, str] = {
     "logs": OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
 }
 _FILE_EXPORTER = "otlp_json_file"
+_PROMETHEUS = "prometheus"
 _DEFAULT_OTLP_TIMEOUT_S = 10.0
 
 
@@ -104,12 +109,16 @@ class OtelExt:
     monitor: MonitorServer | None = None
     owns_provider: bool = False
     errors: ErrorPipeline | None = None
+    meter_provider: MeterProvider | None = None
     _reuse_logged: bool = field(default=False, repr=False)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        if self.tracer_provider is None:
-            return True
-        return self.tracer_provider.force_flush(timeout_millis)
+        flushed = True
+        if self.tracer_provider is not None:
+            flushed = self.tracer_provider.force_flush(timeout_millis)
+        if self.meter_provider is not None:
+            flushed = self.meter_provider.force_flush(timeout_millis) and flushed
+        return flushed
 
     def shutdown(self) -> None:
         if self.monitor is not None:
@@ -118,6 +127,8 @@ class OtelExt:
             self.errors.shutdown()
         if self.owns_provider and self.tracer_provider is not None:
             self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()  # after the spans: its final collection counts the last ones
 
 
 _configure_lock = threading.Lock()
@@ -156,7 +167,14 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
     if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
         _logger.info("otel-ext: %s=true; nothing is set up", OTEL_SDK_DISABLED)
         return OtelExt(settings)
-    store = OperationStatsStore(settings.threshold_rules(), settings.windows_s, settings.max_operations)
+    span_exporters, metric_exporters, log_exporters = (_exporter_classes(signal) for signal in _EXPORTER_VARIABLES)
+    explicit = settings.metrics_histogram is HistogramAggregation.EXPLICIT or _PROMETHEUS in metric_exporters
+    store = OperationStatsStore(
+        settings.threshold_rules(),
+        settings.windows_s,
+        settings.max_operations,
+        explicit_bounds_s=settings.metrics_explicit_bounds_s if explicit else None,
+    )
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         existing.add_span_processor(OperationStatsProcessor(store))
@@ -170,7 +188,6 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
         return OtelExt(settings, store, existing, _start_monitor(settings, store, errors), errors=errors)
 
     resource = _resource(resource_attributes)
-    span_exporters, metric_exporters, log_exporters = (_exporter_classes(signal) for signal in _EXPORTER_VARIABLES)
     provider = TracerProvider(
         sampler=_sampler(settings),
         resource=resource,
@@ -189,20 +206,58 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
         provider.add_span_processor(BatchSpanProcessor(SpanPipelineExporter(exporter, steps)))
     trace.set_tracer_provider(provider)
     keep_first_error_description()
+    meter_provider = _start_metrics(metric_exporters, resource, store, settings, bad_timeout)
     try:
-        _init_metrics(
-            metric_exporters,
-            resource,
-            exporter_args_map={cls: _exporter_args(name, settings, bad_timeout) for name, cls in metric_exporters.items()},
-        )
         if log_exporters:
             _init_logging(log_exporters, resource, setup_logging_handler=False)
     except Exception as error:  # noqa: BLE001 - tracing and the monitor work without them
-        _logger.warning("otel-ext: metrics or logs export could not be set up (%s); traces are unaffected", error)
+        _logger.warning("otel-ext: logs export could not be set up (%s); traces are unaffected", error)
     errors = start_error_pipeline(settings)
     return OtelExt(
-        settings, store, provider, _start_monitor(settings, store, errors), owns_provider=True, errors=errors
+        settings,
+        store,
+        provider,
+        _start_monitor(settings, store, errors),
+        owns_provider=True,
+        errors=errors,
+        meter_provider=meter_provider,
     )
+
+
+def _start_metrics(
+    exporters: dict[str, type], resource: Resource, store: OperationStatsStore, settings: Settings, bad_timeout: bool
+) -> MeterProvider | None:
+    """The global MeterProvider, each reader adding otel-ext's operation metrics to the app's own.
+
+    Replaces the SDK's ``_init_metrics``, whose readers would not carry them.
+    Each reader is created on its own: one that fails is reported and skipped.
+    """
+    readers: list[MetricReader] = []
+    for name, exporter_class in exporters.items():
+        try:
+            readers.append(_metric_reader(name, exporter_class, store, settings, bad_timeout))
+        except Exception as error:  # noqa: BLE001 - one broken exporter must not cost the others
+            _logger.warning("otel-ext: metric exporter %r could not be set up (%s); it is skipped", name, error)
+    try:
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        metrics.set_meter_provider(meter_provider)
+    except Exception as error:  # noqa: BLE001 - tracing and the monitor work without metrics
+        _logger.warning("otel-ext: metrics could not be set up (%s); traces are unaffected", error)
+        return None
+    return meter_provider
+
+
+def _metric_reader(
+    name: str, exporter_class: type, store: OperationStatsStore, settings: Settings, bad_timeout: bool
+) -> MetricReader:
+    if name == _PROMETHEUS:
+        from otel_ext._internal.integrations.prometheus import start_prometheus_reader
+
+        return start_prometheus_reader(store, os.environ)  # always explicit buckets, whatever OTLP gets
+    if issubclass(exporter_class, MetricReader):  # a reader of another package: the app's metrics only
+        return exporter_class(**_exporter_args(name, settings, bad_timeout))
+    operation_metrics = OperationMetrics(store, settings.metrics_histogram, settings.metrics_exponential_max_size)
+    return OperationMetricsReader(exporter_class(**_exporter_args(name, settings, bad_timeout)), operation_metrics)
 
 
 def _exporter_classes(signal: Signal) -> dict[str, type]:

@@ -2,9 +2,11 @@
 
 Percentiles over sliding windows must be within 1 % of the exact value for any
 distribution while memory stays independent of the number of samples. Buckets
-whose bounds grow geometrically (the DDSketch idea) give exactly that: every
-value in bucket ``i`` lies in ``(gamma**(i-1), gamma**i]``, so the bucket's
-representative value is within ``relative_accuracy`` of each of them.
+whose bounds grow geometrically (the DDSketch idea) give exactly that. The
+bounds are OpenTelemetry's base-2 exponential buckets: at scale ``s`` bucket
+``i`` holds values in ``(base**i, base**(i+1)]`` with ``base = 2**(2**-s)``,
+so the monitor's percentiles and the exported exponential histogram are read
+from the very same counts, and histograms from many processes merge exactly.
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ from __future__ import annotations
 import math
 from array import array
 
-__all__ = ["LogHistogram", "nearest_rank"]
+__all__ = ["DEFAULT_SCALE", "LogHistogram", "nearest_rank", "relative_accuracy"]
 
-DEFAULT_RELATIVE_ACCURACY = 0.005
+DEFAULT_SCALE = 6
 DEFAULT_MAX_BUCKETS = 4096
 
 
 def _zeros(length: int) -> array:
     return array("I", [0]) * length
+
+
+def relative_accuracy(scale: int) -> float:
+    """Worst relative error of a value read back from a bucket at ``scale`` (0.54 % at scale 6)."""
+    base = 2.0 ** (2.0**-scale)
+    return (base - 1.0) / (base + 1.0)
 
 
 def nearest_rank(count: int, quantile: float) -> int:
@@ -32,36 +40,58 @@ def nearest_rank(count: int, quantile: float) -> int:
 
 
 class LogHistogram:
-    """Counts of non-negative values in geometric buckets; not thread-safe.
+    """Counts of non-negative values in base-2 exponential buckets; not thread-safe.
 
     Callers serialise access (the stats store holds its lock while adding).
-    Buckets live in a dense ``array`` offset by the lowest index seen, so a
-    histogram costs 8 bytes per bucket between its smallest and largest value.
-    When more than ``max_buckets`` would be needed, the lowest buckets are
-    folded together: only the low percentiles of extremely wide distributions
-    lose accuracy, and memory stays bounded.
+    ``unit`` converts a value to the unit the bucket bounds are expressed in
+    (the stats store adds nanoseconds with ``unit=1e-9`` so that bounds are
+    powers of ``base`` in seconds, as exported). Buckets live in a dense
+    ``array`` offset by the lowest index seen, so a histogram costs 4 bytes per
+    bucket between its smallest and largest value. When more than
+    ``max_buckets`` would be needed, the lowest buckets are folded together:
+    only the low percentiles of extremely wide distributions lose accuracy, and
+    memory stays bounded.
     """
 
-    __slots__ = ("_gamma", "_inv_log_gamma", "_max_buckets", "_offset", "_counts", "zero_count", "count", "min", "max")
+    __slots__ = (
+        "scale",
+        "unit",
+        "_gamma",
+        "_inv_log_gamma",
+        "_max_buckets",
+        "_offset",
+        "_counts",
+        "zero_count",
+        "count",
+        "sum",
+        "min",
+        "max",
+    )
 
-    def __init__(
-        self, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY, max_buckets: int = DEFAULT_MAX_BUCKETS
-    ) -> None:
-        if not 0.0 < relative_accuracy < 1.0:
-            raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
-        self._gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
-        self._inv_log_gamma = 1.0 / math.log(self._gamma)
+    def __init__(self, scale: int = DEFAULT_SCALE, unit: float = 1.0, max_buckets: int = DEFAULT_MAX_BUCKETS) -> None:
+        if not -10 <= scale <= 20:
+            raise ValueError(f"scale must be in -10..20 (OpenTelemetry's range), got {scale!r}")
+        self.scale = scale
+        self.unit = unit
+        self._gamma = 2.0 ** (2.0**-scale)
+        self._inv_log_gamma = 2.0**scale / math.log(2.0)
         self._max_buckets = max_buckets
         self._offset = 0
         self._counts = array("I")
         self.zero_count = 0
         self.count = 0
+        self.sum = 0.0
         self.min = math.inf
         self.max = 0.0
+
+    @property
+    def relative_accuracy(self) -> float:
+        return relative_accuracy(self.scale)
 
     def add(self, value: float) -> None:
         """Record one value; values <= 0 count as exact zeros."""
         self.count += 1
+        self.sum += value
         if value < self.min:
             self.min = value
         if value > self.max:
@@ -69,18 +99,31 @@ class LogHistogram:
         if value <= 0:
             self.zero_count += 1
             return
-        index = math.ceil(math.log(value) * self._inv_log_gamma)
+        index = math.ceil(math.log(value * self.unit) * self._inv_log_gamma) - 1
         position = index - self._offset
         if 0 <= position < len(self._counts):
             self._counts[position] += 1  # the common case, inlined: the stats store adds every span
         else:
             self._increment(index, 1)
 
+    def buckets(self) -> tuple[int, tuple[int, ...]]:
+        """(index of the first bucket, counts from there on): OpenTelemetry's positive buckets."""
+        return self._offset, tuple(self._counts)
+
+    def copy(self) -> LogHistogram:
+        clone = LogHistogram(self.scale, self.unit, self._max_buckets)
+        clone._offset, clone._counts = self._offset, array("I", self._counts)
+        clone.zero_count, clone.count, clone.sum, clone.min, clone.max = (
+            self.zero_count, self.count, self.sum, self.min, self.max
+        )
+        return clone
+
     def merge(self, other: LogHistogram) -> None:
-        """Add ``other``'s counts into this histogram (same accuracy assumed)."""
+        """Add ``other``'s counts into this histogram (same scale and unit assumed)."""
         if other.count == 0:
             return
         self.count += other.count
+        self.sum += other.sum
         self.zero_count += other.zero_count
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
@@ -99,7 +142,8 @@ class LogHistogram:
         for position, bucket_count in enumerate(self._counts):
             seen += bucket_count
             if seen >= rank:
-                estimate = 2.0 * self._gamma ** (self._offset + position) / (self._gamma + 1.0)
+                upper_bound = self._gamma ** (self._offset + position + 1) / self.unit
+                estimate = 2.0 * upper_bound / (self._gamma + 1.0)
                 # The true value lies within [min, max]; clamping only ever moves towards it.
                 return min(max(estimate, self.min), self.max)
         return self.max

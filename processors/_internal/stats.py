@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import heapq
+from array import array
+from bisect import bisect_left
 import logging
 import fnmatch
 import math
@@ -28,6 +30,7 @@ __all__ = [
     "OperationStats",
     "OperationStatsProcessor",
     "OperationStatsStore",
+    "OperationTotals",
     "SlowSpan",
     "operation_filter",
 ]
@@ -42,6 +45,7 @@ SLOTS_PER_WINDOW = 6
 _DRAIN_BATCH = 64
 _PENDING_LIMIT = 50_000
 _NS_PER_MS = 1_000_000
+_NS_PER_S = 1_000_000_000
 
 
 def operation_filter(operation: str | None) -> Callable[[str], bool]:
@@ -88,33 +92,68 @@ class OperationStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class OperationTotals:
+    """Everything one operation has recorded since ``start_time_unix_nano``: what metrics export.
+
+    ``histogram`` holds durations in nanoseconds in buckets bounded in seconds
+    (``unit=1e-9``); ``explicit_counts`` are counts per explicit bucket
+    (``le`` semantics: bucket ``i`` holds durations in ``(bounds[i-1], bounds[i]]``)
+    when the store was asked to keep them.
+    """
+
+    service: str
+    name: str
+    kind: SpanKind
+    count: int
+    error_count: int
+    ok_count: int
+    slow_count: int
+    histogram: LogHistogram
+    explicit_counts: tuple[int, ...] | None
+
+
+def _duration_histogram() -> LogHistogram:
+    """Nanoseconds in, bucket bounds in seconds: the bounds that metrics export."""
+    return LogHistogram(unit=1 / _NS_PER_S)
+
+
 class _Slot:
     """Everything recorded for one operation in one time slot."""
 
-    __slots__ = ("index", "errors", "slow", "histogram", "slowest")
+    __slots__ = ("index", "errors", "oks", "slow", "histogram", "slowest")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.errors = 0
+        self.oks = 0
         self.slow = 0
-        self.histogram = LogHistogram()
+        self.histogram = _duration_histogram()
         self.slowest: list[tuple[int, int, int, int]] = []
 
     def merge(self, other: _Slot, slowest_kept: int) -> None:
         self.histogram.merge(other.histogram)
         self.errors += other.errors
+        self.oks += other.oks
         self.slow += other.slow
         self.slowest = heapq.nlargest(slowest_kept, self.slowest + other.slowest)
         heapq.heapify(self.slowest)
 
 
 class _Operation:
-    """An operation's open slot (the newest base slot) and, per window, a ring of closed slots."""
+    """An operation's open slot (the newest base slot), per window a ring of closed slots,
+    and the running total of every closed slot (what metrics export, with the open slot)."""
 
-    __slots__ = ("service", "name", "kind", "threshold_ns", "open", "rings")
+    __slots__ = ("service", "name", "kind", "threshold_ns", "open", "rings", "closed_total", "explicit")
 
     def __init__(
-        self, service: str, name: str, kind: SpanKind, threshold_ns: int | None, window_count: int
+        self,
+        service: str,
+        name: str,
+        kind: SpanKind,
+        threshold_ns: int | None,
+        window_count: int,
+        explicit_buckets: int | None,
     ) -> None:
         self.service = service
         self.name = name
@@ -122,6 +161,8 @@ class _Operation:
         self.threshold_ns = threshold_ns
         self.open: _Slot | None = None
         self.rings: list[list[_Slot | None]] = [[None] * SLOTS_PER_WINDOW for _ in range(window_count)]
+        self.closed_total = _Slot(-1)
+        self.explicit = None if explicit_buckets is None else array("Q", [0]) * explicit_buckets
 
 
 class OperationStatsStore:
@@ -140,7 +181,11 @@ class OperationStatsStore:
 
     Cost: a span updates only its operation's open slot, whose width is the
     greatest common divisor of the windows' slot widths (10 s by default);
-    when a newer slot opens, the closed one is merged into every window once.
+    when a newer slot opens, the closed one is merged into every window and
+    into the operation's running total once. ``totals`` (what metrics export)
+    reads those totals plus the open slot, so exporting costs nothing per span.
+    ``explicit_bounds_s`` also counts every duration into explicit buckets
+    (one bisection per span), for exporters that cannot take exponential ones.
     """
 
     def __init__(
@@ -150,6 +195,7 @@ class OperationStatsStore:
         max_operations: int = DEFAULT_MAX_OPERATIONS,
         slowest_kept: int = DEFAULT_SLOWEST_KEPT,
         clock: Callable[[], int] = time.time_ns,
+        explicit_bounds_s: Sequence[float] | None = None,
     ) -> None:
         if not windows_s or any(window < SLOTS_PER_WINDOW for window in windows_s):
             raise ValueError(f"windows must be at least {SLOTS_PER_WINDOW} s each, got {list(windows_s)}")
@@ -158,6 +204,12 @@ class OperationStatsStore:
         self.max_operations = max_operations
         self.slowest_kept = slowest_kept
         self._clock = clock
+        self.explicit_bounds_s = None if explicit_bounds_s is None else tuple(explicit_bounds_s)
+        if self.explicit_bounds_s is not None and list(self.explicit_bounds_s) != sorted(set(self.explicit_bounds_s)):
+            raise ValueError(f"explicit bounds must be strictly increasing, got {list(self.explicit_bounds_s)}")
+        self._explicit_bounds_ns = (
+            None if self.explicit_bounds_s is None else [round(bound * _NS_PER_S) for bound in self.explicit_bounds_s]
+        )
         # Slot i of a window of W seconds holds spans ending in [i*W/6, (i+1)*W/6) s. With
         # g = gcd of the windows, every slot is a whole number of base slots of g/6 s.
         # Indices are computed as ``end_ns * 6 // (W * 1e9)`` so no width is ever rounded.
@@ -180,6 +232,7 @@ class OperationStatsStore:
         self._last_resource: object = None
         self._last_service = ""
         self.overflow_warned = False
+        self.start_time_ns = self._clock()
 
     def record(self, span: ReadableSpan) -> None:
         """Hot path: queue the span; fold the queue in now and then."""
@@ -228,8 +281,42 @@ class OperationStatsStore:
         result.sort(key=lambda stats: (stats.service, stats.name, stats.kind))
         return result
 
+    def totals(self) -> list[OperationTotals]:
+        """Per operation, everything recorded since ``start_time_ns`` (reset in a forked child).
+
+        Memory stays bounded: an operation's total is one histogram, and
+        operations past the cap are the overflow operation's.
+        """
+        result = []
+        with self._lock:
+            self._drain()
+            for op in self._operations.values():
+                total = op.closed_total
+                histogram = total.histogram.copy()
+                errors, oks, slow = total.errors, total.oks, total.slow
+                if op.open is not None:
+                    histogram.merge(op.open.histogram)
+                    errors, oks, slow = errors + op.open.errors, oks + op.open.oks, slow + op.open.slow
+                if histogram.count == 0:
+                    continue
+                result.append(
+                    OperationTotals(
+                        service=op.service,
+                        name=op.name,
+                        kind=op.kind,
+                        count=histogram.count,
+                        error_count=errors,
+                        ok_count=oks,
+                        slow_count=slow,
+                        histogram=histogram,
+                        explicit_counts=None if op.explicit is None else tuple(op.explicit),
+                    )
+                )
+        result.sort(key=lambda totals: (totals.service, totals.name, totals.kind.value))
+        return result
+
     def _summarise(self, op: _Operation, slots: Iterable[_Slot]) -> OperationStats | None:
-        merged = LogHistogram()
+        merged = _duration_histogram()
         errors = slow = 0
         slowest: list[tuple[int, int, int, int]] = []
         for slot in slots:
@@ -270,7 +357,8 @@ class OperationStatsStore:
         operations and the slowest-span list go through helper methods.
         """
         pending, operations, divisor = self._pending, self._operations, self._base_divisor
-        error_code, kept = StatusCode.ERROR, self.slowest_kept
+        error_code, ok_code, kept = StatusCode.ERROR, StatusCode.OK, self.slowest_kept
+        explicit_bounds = self._explicit_bounds_ns
         while pending:
             try:
                 span = pending.popleft()
@@ -294,8 +382,13 @@ class OperationStatsStore:
                 if slot is None or slot.index != index:
                     slot, late = self._slot_for(operation, index)
                 slot.histogram.add(duration)
-                if span.status.status_code is error_code:
+                status_code = span.status.status_code
+                if status_code is error_code:
                     slot.errors += 1
+                elif status_code is ok_code:
+                    slot.oks += 1
+                if explicit_bounds is not None:
+                    operation.explicit[bisect_left(explicit_bounds, duration)] += 1  # type: ignore[index]
                 threshold_ns = operation.threshold_ns
                 if threshold_ns is None:  # the overflow operation: each span keeps its own threshold
                     threshold_ns = self.rules.for_name(span.name)[0]
@@ -338,7 +431,8 @@ class OperationStatsStore:
             heapq.heapreplace(slowest, candidate)
 
     def _close(self, operation: _Operation, closed: _Slot) -> None:
-        """Merge a closed base slot into the slot of each window that contains it."""
+        """Merge a closed base slot into the slot of each window that contains it, and into the total."""
+        operation.closed_total.merge(closed, 0)
         for ring, slots_per_base in zip(operation.rings, self._slots_per_base, strict=True):
             index = closed.index // slots_per_base
             position = index % SLOTS_PER_WINDOW
@@ -366,8 +460,9 @@ class OperationStatsStore:
             if overflow is not None:
                 return overflow
         threshold_ns = None if name == OVERFLOW_OPERATION else self.rules.for_name(name)[0]
+        explicit_buckets = None if self._explicit_bounds_ns is None else len(self._explicit_bounds_ns) + 1
         operation = self._operations[(service, name, id(kind))] = _Operation(
-            service, name, kind, threshold_ns, len(self.windows_s)
+            service, name, kind, threshold_ns, len(self.windows_s), explicit_buckets
         )
         return operation
 

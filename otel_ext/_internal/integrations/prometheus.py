@@ -1,0 +1,67 @@
+"""Prometheus scrape endpoint with otel-ext's operation metrics (``OTEL_METRICS_EXPORTER=prometheus``).
+
+The one module that imports the optional Prometheus exporter. Its duration
+histogram always has explicit buckets: classic Prometheus histograms are
+``le`` buckets, and the SDK's Prometheus exporter cannot translate
+exponential ones (every scrape of such a metric fails or drops it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_PROMETHEUS_HOST, OTEL_EXPORTER_PROMETHEUS_PORT
+
+from processors import HistogramAggregation, OperationMetrics, OperationMetricsMixin, OperationStatsStore
+
+try:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import start_http_server
+except ImportError as error:  # the one place the optional dependency is imported
+    raise ImportError(
+        "opentelemetry-exporter-prometheus is not installed; install the extra: pip install 'otel-ext[prometheus]'"
+    ) from error
+
+__all__ = ["PrometheusOperationMetricsReader", "prometheus_address", "start_prometheus_reader"]
+
+_logger = logging.getLogger("otel_ext")
+
+DEFAULT_HOST = "localhost"  # the specification's defaults for the Prometheus exporter
+DEFAULT_PORT = 9464
+
+
+class PrometheusOperationMetricsReader(OperationMetricsMixin, PrometheusMetricReader):
+    """The SDK's Prometheus reader, with otel-ext's operation metrics added to every scrape.
+
+    Threading contract: collection runs on the scrape server's thread; the
+    operation metrics take the statistics store's lock only while reading totals.
+    """
+
+    def __init__(self, operation_metrics: OperationMetrics) -> None:
+        if operation_metrics.aggregation is not HistogramAggregation.EXPLICIT:
+            raise ValueError("the Prometheus exporter needs explicit buckets")
+        self._operation_metrics = operation_metrics
+        super().__init__()
+
+
+def prometheus_address(environ: Mapping[str, str]) -> tuple[str, int, str | None]:
+    """(host, port, problem) from the standard variables; a bad port falls back to 9464."""
+    host = environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, "").strip() or DEFAULT_HOST
+    raw = environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip()
+    if not raw:
+        return host, DEFAULT_PORT, None
+    if raw.isdigit() and 1 <= int(raw) <= 65535:
+        return host, int(raw), None
+    return host, DEFAULT_PORT, (
+        f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw!r} is invalid: expected a port 1-65535; using {DEFAULT_PORT}"
+    )
+
+
+def start_prometheus_reader(store: OperationStatsStore, environ: Mapping[str, str]) -> PrometheusOperationMetricsReader:
+    """Serve ``/metrics`` on the standard host and port; raises OSError when the port is taken."""
+    host, port, problem = prometheus_address(environ)
+    if problem:
+        _logger.warning("otel-ext: %s", problem)
+    start_http_server(port, addr=host)
+    return PrometheusOperationMetricsReader(OperationMetrics(store, HistogramAggregation.EXPLICIT))
