@@ -175,3 +175,13 @@ OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE = "OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE"
 Most buckets an exported exponential histogram point has (default ``160``, as
 the SDK's); wider distributions are exported at a lower scale.
 """
+
+OTEL_EXT_FOLD_NAME_IDS = "OTEL_EXT_FOLD_NAME_IDS"
+"""
+.. envvar:: OTEL_EXT_FOLD_NAME_IDS
+
+``true`` (default): span names with id-like path segments (numbers, UUIDs,
+hex ids, long tokens), such as ``GET /users/8a7f…``, count under one
+operation, ``GET /users/{id}``, in the monitor and the metrics. ``false``:
+every name is its own operation, up to :envvar:`OTEL_EXT_MAX_OPERATIONS`.
+"""

@@ -38,6 +38,7 @@ from opentelemetry.sdk.environment_variables import (
 from otel_ext.environment_variables import (
     OTEL_EXT_ERROR_FLUSH_INTERVAL_MS,
     OTEL_EXT_ERROR_QUEUE_SIZE,
+    OTEL_EXT_FOLD_NAME_IDS,
     OTEL_EXT_MAX_OPERATIONS,
     OTEL_EXT_METRICS_EXPLICIT_BOUNDS,
     OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE,
@@ -109,6 +110,7 @@ class Settings:
     slow_thresholds: tuple[tuple[str, float], ...] = ()
     windows_s: tuple[int, ...] = DEFAULT_WINDOWS_S
     max_operations: int = 500
+    fold_name_ids: bool = True
     monitor_ports: tuple[int, int] | None = None
     monitor_host: str = "127.0.0.1"
     record_unsampled: bool = True
@@ -313,6 +315,7 @@ _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
      "pattern=ms pairs, e.g. 'GET /search*=300,db.*=50'", "no per-operation thresholds"),
     (OTEL_EXT_STATS_WINDOWS, "windows_s", parse_windows, "durations 6s..24h, e.g. '1m,5m,15m,1h'", "using 1m,5m,15m,1h"),
     (OTEL_EXT_MAX_OPERATIONS, "max_operations", parse_positive_int, "a whole number >= 1, e.g. 500", "using 500"),
+    (OTEL_EXT_FOLD_NAME_IDS, "fold_name_ids", parse_bool, "true or false", "using true"),
     (OTEL_EXT_MONITOR_PORT, "monitor_ports", parse_ports, "a port 1-65535 or a range, e.g. 9470 or 9470-9479",
      "the monitor stays off"),
     (OTEL_EXT_MONITOR_HOST, "monitor_host", parse_host, "an IP address or localhost, e.g. 127.0.0.1", "using 127.0.0.1"),

@@ -174,6 +174,7 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
         settings.windows_s,
         settings.max_operations,
         explicit_bounds_s=settings.metrics_explicit_bounds_s if explicit else None,
+        fold_ids=settings.fold_name_ids,
     )
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from processors._internal.errors import report_once
+from processors._internal.names import replace_ids
 from processors._internal.sketch import LogHistogram
 from processors._internal.thresholds import ThresholdRules
 
@@ -46,6 +47,7 @@ _DRAIN_BATCH = 64
 _PENDING_LIMIT = 50_000
 _NS_PER_MS = 1_000_000
 _NS_PER_S = 1_000_000_000
+_ALIASES_PER_OPERATION = 10  # raw names remembered per operation slot, so most spans skip replace_ids
 
 
 def operation_filter(operation: str | None) -> Callable[[str], bool]:
@@ -186,6 +188,11 @@ class OperationStatsStore:
     reads those totals plus the open slot, so exporting costs nothing per span.
     ``explicit_bounds_s`` also counts every duration into explicit buckets
     (one bisection per span), for exporters that cannot take exponential ones.
+
+    Cardinality: with ``fold_ids`` (the default), span names with id-like path
+    segments (``GET /users/8a7f…``) count under one operation
+    (``GET /users/{id}``); the raw names seen are remembered, up to a bound,
+    so that such spans cost no more than others.
     """
 
     def __init__(
@@ -196,6 +203,7 @@ class OperationStatsStore:
         slowest_kept: int = DEFAULT_SLOWEST_KEPT,
         clock: Callable[[], int] = time.time_ns,
         explicit_bounds_s: Sequence[float] | None = None,
+        fold_ids: bool = True,
     ) -> None:
         if not windows_s or any(window < SLOTS_PER_WINDOW for window in windows_s):
             raise ValueError(f"windows must be at least {SLOTS_PER_WINDOW} s each, got {list(windows_s)}")
@@ -204,6 +212,7 @@ class OperationStatsStore:
         self.max_operations = max_operations
         self.slowest_kept = slowest_kept
         self._clock = clock
+        self.fold_ids = fold_ids
         self.explicit_bounds_s = None if explicit_bounds_s is None else tuple(explicit_bounds_s)
         if self.explicit_bounds_s is not None and list(self.explicit_bounds_s) != sorted(set(self.explicit_bounds_s)):
             raise ValueError(f"explicit bounds must be strictly increasing, got {list(self.explicit_bounds_s)}")
@@ -229,6 +238,7 @@ class OperationStatsStore:
         self._lock = threading.Lock()
         self._pending.clear()
         self._operations: dict[tuple[str, str, int], _Operation] = {}
+        self._aliases: dict[tuple[str, str, int], _Operation] = {}
         self._last_resource: object = None
         self._last_service = ""
         self.overflow_warned = False
@@ -375,7 +385,7 @@ class OperationStatsStore:
                 # id(kind): SpanKind members are singletons, and hashing an Enum member runs Python code.
                 operation = operations.get((self._last_service, span.name, id(kind)))
                 if operation is None:
-                    operation = self._new_operation(span.name, kind)
+                    operation = self._operation_for(span.name, kind)
                 index = end * SLOTS_PER_WINDOW // divisor
                 slot = operation.open
                 late = False
@@ -442,6 +452,20 @@ class OperationStatsStore:
             elif slot.index > index:
                 continue  # older than this window reaches back
             slot.merge(closed, self.slowest_kept)
+
+    def _operation_for(self, name: str, kind: SpanKind) -> _Operation:
+        """The operation of a span name not registered as such: an alias, a folded name, or a new one."""
+        key = (self._last_service, name, id(kind))
+        operation = self._aliases.get(key)
+        if operation is not None:
+            return operation
+        folded = replace_ids(name) if self.fold_ids else name
+        if folded == name:
+            return self._new_operation(name, kind)
+        operation = self._operations.get((self._last_service, folded, id(kind))) or self._new_operation(folded, kind)
+        if len(self._aliases) < _ALIASES_PER_OPERATION * self.max_operations:
+            self._aliases[key] = operation
+        return operation
 
     def _new_operation(self, name: str, kind: SpanKind) -> _Operation:
         """Register an operation, or fold it into the overflow operation past the cap."""

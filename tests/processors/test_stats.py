@@ -236,11 +236,11 @@ def test_overflow_keeps_span_kind_so_kind_filters_stay_exact(clock: Clock) -> No
     store = OperationStatsStore(max_operations=2, clock=clock)
     tracer = provider_with(OperationStatsProcessor(store)).get_tracer("t")
     for number in range(6):
-        emit(tracer, f"GET /item/{number}", T0_NS, NS_PER_MS, kind=SpanKind.SERVER)
+        emit(tracer, f"GET /item-{number}", T0_NS, NS_PER_MS, kind=SpanKind.SERVER)
     emit(tracer, "SELECT", T0_NS, NS_PER_MS, kind=SpanKind.CLIENT)
     servers = store.snapshot(60, kind=SpanKind.SERVER)
     assert sum(s.count for s in servers) == 6
-    assert {(s.name, s.count) for s in servers} == {("GET /item/0", 1), ("GET /item/1", 1), (OVERFLOW_OPERATION, 4)}
+    assert {(s.name, s.count) for s in servers} == {("GET /item-0", 1), ("GET /item-1", 1), (OVERFLOW_OPERATION, 4)}
     assert [(s.name, s.kind, s.count) for s in store.snapshot(60, kind=SpanKind.CLIENT)] == [
         (OVERFLOW_OPERATION, "CLIENT", 1)
     ]
