@@ -1,6 +1,12 @@
 """Per-span cost of the bare OpenTelemetry SDK vs the SDK with otel-ext as the product wires it.
 
-Both configurations live in one process and run interleaved (A B, then B A, ...)
+Configurations: (a) the bare SDK; (b) the bare SDK plus one SDK ``Histogram.record``
+per span (what a span-metrics processor built on SDK instruments costs, for
+comparison); (c) otel-ext with its metrics reader (exponential histogram);
+(d) otel-ext with explicit buckets as well (the Prometheus path). The metric
+readers collect every second into a no-op exporter, so collection is counted.
+
+All configurations live in one process and run interleaved (A B C D, then D C B A, ...)
 so that CPU frequency, cache and allocator drift hit both alike. Each timed run
 creates ``--spans`` spans and then calls ``provider.force_flush()`` inside the
 timed region, so the export thread's work (batching, pipeline steps, the no-op
@@ -21,14 +27,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.trace import SpanContext, SpanKind, Tracer
 
 from processors import (
+    DEFAULT_EXPLICIT_BOUNDS_S,
+    DURATION_METRIC,
+    HistogramAggregation,
     IsolatingSpanProcessor,
+    OperationMetrics,
+    OperationMetricsReader,
     OperationStatsProcessor,
     OperationStatsStore,
     RecordUnsampledSampler,
@@ -40,6 +60,7 @@ from processors import (
 
 NAMES: tuple[str, ...] = tuple(f"GET /api/v1/resource{i}" for i in range(20))
 WARMUP_FRACTION = 4
+COLLECT_INTERVAL_MS = 1000  # 60x the default rate, so collection cost shows
 
 
 class NoOpExporter(SpanExporter):
@@ -56,6 +77,37 @@ class NoOpExporter(SpanExporter):
         """Nothing to release."""
 
 
+class NoOpMetricExporter(MetricExporter):
+    """Accepts every collection and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collections = 0
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
+        self.collections += 1
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        """Nothing to release."""
+
+
+class SdkHistogramProcessor(SpanProcessor):
+    """Records every span's duration into an SDK histogram: the approach otel-ext avoids."""
+
+    def __init__(self, meter_provider: MeterProvider) -> None:
+        self._histogram = meter_provider.get_meter("bench").create_histogram("span.duration", unit="s")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._histogram.record(
+            (span.end_time - span.start_time) / 1e9,  # type: ignore[operator]
+            {"span.name": span.name, "span.kind": span.kind.name},
+        )
+
+
 @dataclass
 class Config:
     """One tracing setup under test."""
@@ -63,6 +115,7 @@ class Config:
     label: str
     provider: TracerProvider
     exporter: NoOpExporter
+    meter_provider: MeterProvider | None = None
 
     @property
     def tracer(self) -> Tracer:
@@ -82,10 +135,22 @@ def bare_sdk() -> Config:
     return Config("(a) bare SDK", provider, exporter)
 
 
-def with_otel_ext() -> tuple[Config, OperationStatsStore]:
-    """(b) The same plus otel-ext, wired as ``otel_ext._internal.setup._build`` does."""
+def sdk_histogram() -> Config:
+    """(b) The bare SDK plus one exponential SDK ``Histogram.record`` per span."""
+    config = bare_sdk()
+    meter_provider = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(NoOpMetricExporter(), COLLECT_INTERVAL_MS)],
+        views=[View(instrument_name="span.duration", aggregation=ExponentialBucketHistogramAggregation())],
+    )
+    config.provider.add_span_processor(SdkHistogramProcessor(meter_provider))
+    return Config("(b) SDK + SDK histogram", config.provider, config.exporter, meter_provider)
+
+
+def with_otel_ext(aggregation: HistogramAggregation) -> tuple[Config, OperationStatsStore]:
+    """(c)/(d) The SDK plus otel-ext and its metrics reader, wired as ``otel_ext._internal.setup._build`` does."""
     exporter = NoOpExporter()
-    store = OperationStatsStore(rules())
+    explicit = aggregation is HistogramAggregation.EXPLICIT
+    store = OperationStatsStore(rules(), explicit_bounds_s=DEFAULT_EXPLICIT_BOUNDS_S if explicit else None)
     provider = TracerProvider(
         sampler=RecordUnsampledSampler(DEFAULT_ON),
         resource=Resource.create({"service.name": "bench"}),
@@ -94,7 +159,10 @@ def with_otel_ext() -> tuple[Config, OperationStatsStore]:
     provider.add_span_processor(OperationStatsProcessor(store))
     steps = (tag_slow_spans(store.rules), refresh_process_pid())
     provider.add_span_processor(BatchSpanProcessor(SpanPipelineExporter(exporter, steps)))
-    return Config("(b) SDK + otel-ext", provider, exporter), store
+    reader = OperationMetricsReader(NoOpMetricExporter(), OperationMetrics(store, aggregation), COLLECT_INTERVAL_MS)
+    meter_provider = MeterProvider(resource=provider.resource, metric_readers=[reader])
+    label = "(d) otel-ext, explicit" if explicit else "(c) otel-ext"
+    return Config(label, provider, exporter, meter_provider), store
 
 
 def workload(tracer: Tracer, spans: int) -> None:
@@ -180,8 +248,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     bare = bare_sdk()
-    ext, store = with_otel_ext()
-    configs = (bare, ext)
+    ext, store = with_otel_ext(HistogramAggregation.EXPONENTIAL)
+    explicit, _ = with_otel_ext(HistogramAggregation.EXPLICIT)
+    configs = (bare, sdk_histogram(), ext, explicit)
     print(
         f"Python {platform.python_version()}, opentelemetry-sdk {version('opentelemetry-sdk')}, "
         f"{platform.machine()}, {args.rounds} rounds x {args.spans} spans, median per configuration"
@@ -199,24 +268,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         for config in order:
             timings[config.label].append(timed_run(config, args.spans))
 
-    medians = {label: statistics.median(values) for label, values in timings.items()}
-    base, extended = medians[bare.label], medians[ext.label]
+    # Each round times every configuration back to back, so the ratio within a round cancels the slow
+    # drifts of a shared machine; the median of those ratios is the steadiest figure.
+    base = timings[bare.label]
     print()
-    print(f"{'configuration':<24}{'median us/span':>15}{'min':>9}{'max':>9}{'exported':>11}")
+    print(f"{'configuration':<26}{'median us/span':>15}{'min':>9}{'max':>9}{'exported':>10}{'vs (a), paired':>16}")
     for config in configs:
         values = timings[config.label]
+        paired = statistics.median(b / a for a, b in zip(base, values, strict=True))
         print(
-            f"{config.label:<24}{medians[config.label] * 1e6:>15.2f}{min(values) * 1e6:>9.2f}"
-            f"{max(values) * 1e6:>9.2f}{config.exporter.exported:>11}"
+            f"{config.label:<26}{statistics.median(values) * 1e6:>15.2f}{min(values) * 1e6:>9.2f}"
+            f"{max(values) * 1e6:>9.2f}{config.exporter.exported:>10}{(paired - 1) * 100:>+15.1f}%"
         )
-    print(f"ratio of medians (b)/(a): {extended / base:.3f}   overhead: {(extended / base - 1) * 100:+.1f} %"
-          f"   (+{(extended - base) * 1e6:.2f} us/span)")
-    # Each round times (a) and (b) back to back, so the ratio within a round cancels the slow drifts of a
-    # shared machine; the median of those ratios is the steadiest figure.
-    paired = statistics.median(b / a for a, b in zip(timings[bare.label], timings[ext.label], strict=True))
-    print(f"median of per-round ratios: {paired:.3f}   overhead: {(paired - 1) * 100:+.1f} %")
     operations = {(stats.name, stats.count) for stats in store.snapshot(3600)}
-    print(f"otel-ext store: {len(operations)} operations, {sum(count for _, count in operations)} spans counted")
+    print(f"otel-ext store (c): {len(operations)} operations, {sum(count for _, count in operations)} spans counted")
+    cumulative = AggregationTemporality.CUMULATIVE
+    collected = OperationMetrics(store).collect(cumulative, cumulative)
+    (duration,) = [metric for metric in collected if metric.name == DURATION_METRIC]
+    print(f"otel-ext metrics (c): duration histogram count {sum(point.count for point in duration.data.data_points)}")
+    seconds = median_per_call(lambda: OperationMetrics(store).collect(cumulative, cumulative), 1, args.rounds)
+    print(f"one collection of otel-ext's metrics ({len(operations)} operations): {seconds * 1e3:.2f} ms")
 
     print()
     print(f"otel-ext pieces in isolation ({args.spans} pre-built ReadableSpans, median of {args.rounds}):")
@@ -225,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     for config in configs:
         config.provider.shutdown()
+        if config.meter_provider is not None:
+            config.meter_provider.shutdown()
 
 
 if __name__ == "__main__":

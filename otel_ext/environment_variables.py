@@ -71,6 +71,14 @@ File the ``otlp_json_file`` trace exporter writes to (OTLP JSON lines), for
 runs without a collector; unset means standard output.
 """
 
+OTEL_EXT_METRICS_FILE = "OTEL_EXT_METRICS_FILE"
+"""
+.. envvar:: OTEL_EXT_METRICS_FILE
+
+File the ``otlp_json_file`` metric exporter writes to (OTLP JSON lines);
+unset means standard output.
+"""
+
 OTEL_EXT_SENTRY_ENABLED = "OTEL_EXT_SENTRY_ENABLED"
 """
 .. envvar:: OTEL_EXT_SENTRY_ENABLED

@@ -41,6 +41,7 @@ from otel_ext.environment_variables import (
     OTEL_EXT_FOLD_NAME_IDS,
     OTEL_EXT_MAX_OPERATIONS,
     OTEL_EXT_METRICS_EXPLICIT_BOUNDS,
+    OTEL_EXT_METRICS_FILE,
     OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE,
     OTEL_EXT_METRICS_HISTOGRAM,
     OTEL_EXT_MONITOR_HOST,
@@ -115,6 +116,7 @@ class Settings:
     monitor_host: str = "127.0.0.1"
     record_unsampled: bool = True
     spans_file: str | None = None
+    metrics_file: str | None = None
     sentry_enabled: bool = True
     trace_url_template: str | None = None
     sentry_rate_limit: tuple[int, int] | None = (10, 60)  # events per fingerprint, per seconds
@@ -322,6 +324,8 @@ _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
     (OTEL_EXT_RECORD_UNSAMPLED, "record_unsampled", parse_bool, "true or false", "using true"),
     (OTEL_EXT_SPANS_FILE, "spans_file", parse_file_path, "a file path in an existing folder",
      "writing to standard output"),
+    (OTEL_EXT_METRICS_FILE, "metrics_file", parse_file_path, "a file path in an existing folder",
+     "writing to standard output"),
     (OTEL_EXT_SENTRY_ENABLED, "sentry_enabled", parse_bool, "true or false", "using true"),
     (OTEL_EXT_TRACE_URL_TEMPLATE, "trace_url_template", parse_trace_url_template,
      "a URL with {trace_id}, e.g. 'http://localhost:16686/trace/{trace_id}'", "Sentry events carry no trace link"),
@@ -365,7 +369,7 @@ def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
         except (ValueError, TypeError) as error:
             detail = f" ({error})" if str(error) else ""
             problems.append(f"{name}={shown} is invalid{detail}: expected {accepted}; {fallback}")
-    if OTEL_EXT_METRICS_HISTOGRAM not in environ:
+    if not environ.get(OTEL_EXT_METRICS_HISTOGRAM, "").strip():  # empty means unset, as the specification says
         standard = environ.get(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, "").strip().lower()
         if standard in _STANDARD_AGGREGATIONS:
             values["metrics_histogram"] = _STANDARD_AGGREGATIONS[standard]

@@ -2,13 +2,15 @@
 
 Starts ``examples/flask_shop/app.py`` with otel-ext active, sends real HTTP
 requests to it, then prints the monitor's per-operation table and says where
-the spans went. Without an OTLP endpoint in the environment, spans go to a
-local OTLP-JSON file, so no server is needed.
+the spans went. Without an OTLP endpoint in the environment, spans and
+metrics go to local OTLP-JSON files, so no server is needed; the p95 a backend
+would compute from the exported histogram is then shown beside the monitor's.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -31,6 +33,7 @@ from opentelemetry.sdk.environment_variables import (
 
 from otel_ext._internal.config import read_settings, window_label
 from otel_ext._internal.monitor import PERFORMANCE_PATH
+from processors import DURATION_METRIC, nearest_rank
 
 __all__ = ["run_demo"]
 
@@ -122,7 +125,49 @@ def _count_spans(path: Path) -> tuple[int, int]:
     return spans, slow
 
 
-def _app_environment(output: Path, app_port: int, monitor_port: int, spans_file: Path) -> Mapping[str, str]:
+def _exponential_quantile(point: Mapping[str, object], quantile: float) -> float | None:
+    """The ``quantile`` of an OTLP-JSON exponential histogram point, in its unit, as a backend computes it."""
+    count = int(point.get("count", 0))  # type: ignore[call-overload]
+    if not count:
+        return None
+    base = 2.0 ** (2.0 ** -int(point.get("scale", 0)))  # type: ignore[call-overload]
+    rank = nearest_rank(count, quantile)
+    seen = int(point.get("zeroCount", 0))  # type: ignore[call-overload]
+    if rank <= seen:
+        return 0.0
+    positive: Mapping[str, object] = point.get("positive", {})  # type: ignore[assignment]
+    offset = int(positive.get("offset", 0))  # type: ignore[call-overload]
+    for position, bucket_count in enumerate(positive.get("bucketCounts", [])):  # type: ignore[call-overload]
+        seen += int(bucket_count)
+        if seen >= rank:
+            return 2.0 * base ** (offset + position + 1) / (base + 1.0)
+    return math.nan
+
+
+def _exported_p95_ms(path: Path) -> dict[tuple[str, str], tuple[int, float]]:
+    """(calls, p95 ms) per (operation, kind) from the last duration points in an OTLP-JSON-lines file."""
+    latest: dict[tuple[str, str], Mapping[str, object]] = {}
+    if not path.exists():
+        return {}
+    for line in path.read_text().splitlines():
+        for resource_metrics in json.loads(line).get("resourceMetrics", []) if line.strip() else []:
+            for scope_metrics in resource_metrics.get("scopeMetrics", []):
+                for metric in scope_metrics.get("metrics", []):
+                    if metric.get("name") != DURATION_METRIC:
+                        continue
+                    for point in metric.get("exponentialHistogram", {}).get("dataPoints", []):
+                        attributes = {a["key"]: a["value"].get("stringValue") for a in point.get("attributes", [])}
+                        kind = str(attributes.get("span.kind", "")).removeprefix("SPAN_KIND_")
+                        latest[(str(attributes.get("span.name")), kind)] = point
+    return {
+        key: (int(point.get("count", 0)), (_exponential_quantile(point, 0.95) or 0.0) * 1000)  # type: ignore[call-overload]
+        for key, point in latest.items()
+    }
+
+
+def _app_environment(
+    output: Path, app_port: int, monitor_port: int, spans_file: Path, metrics_file: Path
+) -> Mapping[str, str]:
     environment = dict(os.environ)
     environment.update(
         SHOP_PORT=str(app_port),
@@ -137,10 +182,23 @@ def _app_environment(output: Path, app_port: int, monitor_port: int, spans_file:
         environment.update(
             OTEL_TRACES_EXPORTER="otlp_json_file",
             OTEL_EXT_SPANS_FILE=str(spans_file),
-            OTEL_METRICS_EXPORTER="none",
+            OTEL_METRICS_EXPORTER="otlp_json_file",
+            OTEL_EXT_METRICS_FILE=str(metrics_file),
             OTEL_LOGS_EXPORTER="none",
         )
     return environment
+
+
+def _print_exported_metrics(metrics_file: Path, operations: list[dict[str, object]]) -> None:
+    exported = _exported_p95_ms(metrics_file)
+    print(f"Metrics: RED metrics for {len(exported)} operations written as OTLP JSON lines to {metrics_file} "
+          f"({DURATION_METRIC} and friends). Server operations, p95 from the exported histogram beside the monitor's:")
+    for op in operations:
+        key = (str(op["name"]), str(op["kind"]))
+        if op["kind"] == "SERVER" and key in exported:
+            calls, p95_ms = exported[key]
+            print(f"  {key[0][:34]:<34} calls {calls:>5}   p95 exported {p95_ms:>9.1f} ms   "
+                  f"monitor {float(op['p95_ms']):>9.1f} ms")  # type: ignore[arg-type]
 
 
 def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
@@ -157,17 +215,18 @@ def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
               file=sys.stderr)
         return 2
     output_dir = Path(output).resolve()
-    spans_file = output_dir / "spans.jsonl"
+    spans_file, metrics_file = output_dir / "spans.jsonl", output_dir / "metrics.jsonl"
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         spans_file.unlink(missing_ok=True)
+        metrics_file.unlink(missing_ok=True)
         (output_dir / "shop.sqlite3").unlink(missing_ok=True)
     except OSError as error:
         print(f"otel-ext demo: cannot use {output_dir} for the demo's files ({error.strerror}); "
               "choose another folder with --output", file=sys.stderr)
         return 2
     app_port, monitor_port = _free_port(), _free_port()
-    environment = _app_environment(output_dir, app_port, monitor_port, spans_file)
+    environment = _app_environment(output_dir, app_port, monitor_port, spans_file, metrics_file)
     base = f"http://127.0.0.1:{app_port}"
     log_path = output_dir / "app.log"
     print(f"Starting the example shop under opentelemetry-instrument (otel-ext active) on {base} ...")
@@ -210,6 +269,7 @@ def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
     if environment.get("OTEL_TRACES_EXPORTER") == "otlp_json_file":
         spans, slow = _count_spans(spans_file)
         print(f"Traces: {spans} spans written as OTLP JSON lines to {spans_file} ({slow} tagged otel_ext.slow=true).")
+        _print_exported_metrics(metrics_file, report["operations"])
         print("To send them to Jaeger or Tempo instead, set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4317).")
     else:
         endpoint = environment.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or environment.get(OTEL_EXPORTER_OTLP_ENDPOINT)

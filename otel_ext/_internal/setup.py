@@ -200,7 +200,7 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
     bad_timeout = bool(timeout_problems(os.environ))
     for name, exporter_class in span_exporters.items():
         try:
-            exporter = exporter_class(**_exporter_args(name, settings, bad_timeout))
+            exporter = exporter_class(**_exporter_args(name, bad_timeout, settings.spans_file))
         except Exception as error:  # noqa: BLE001 - one broken exporter must not cost the others
             _logger.warning("otel-ext: trace exporter %r could not be created (%s); it is skipped", name, error)
             continue
@@ -256,9 +256,11 @@ def _metric_reader(
 
         return start_prometheus_reader(store, os.environ)  # always explicit buckets, whatever OTLP gets
     if issubclass(exporter_class, MetricReader):  # a reader of another package: the app's metrics only
-        return exporter_class(**_exporter_args(name, settings, bad_timeout))
+        return exporter_class(**_exporter_args(name, bad_timeout, settings.metrics_file))
     operation_metrics = OperationMetrics(store, settings.metrics_histogram, settings.metrics_exponential_max_size)
-    return OperationMetricsReader(exporter_class(**_exporter_args(name, settings, bad_timeout)), operation_metrics)
+    return OperationMetricsReader(
+        exporter_class(**_exporter_args(name, bad_timeout, settings.metrics_file)), operation_metrics
+    )
 
 
 def _exporter_classes(signal: Signal) -> dict[str, type]:
@@ -290,7 +292,7 @@ def _exporter_classes(signal: Signal) -> dict[str, type]:
     return classes
 
 
-def _exporter_args(name: str, settings: Settings, bad_timeout: bool) -> dict[str, object]:
+def _exporter_args(name: str, bad_timeout: bool, file: str | None) -> dict[str, object]:
     """Constructor arguments the environment alone cannot give.
 
     A non-numeric OTEL_EXPORTER_OTLP_TIMEOUT makes the SDK's gRPC exporter
@@ -298,7 +300,7 @@ def _exporter_args(name: str, settings: Settings, bad_timeout: bool) -> dict[str
     timeout passed instead, so spans still leave.
     """
     if name == _FILE_EXPORTER:
-        return {"path": settings.spans_file} if settings.spans_file else {}
+        return {"path": file} if file else {}
     if bad_timeout and name.startswith("otlp"):
         return {"timeout": _DEFAULT_OTLP_TIMEOUT_S}
     return {}

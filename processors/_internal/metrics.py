@@ -103,6 +103,8 @@ def downscale(offset: int, counts: Sequence[int], scale: int, max_size: int) -> 
     (index ``i`` becomes ``i >> 1``), exactly as the SDK's exponential
     aggregation does, so bounds stay powers of the new base.
     """
+    if max_size < 2:
+        raise ValueError(f"max_size must be at least 2, got {max_size}")  # buckets either side of 1 never merge
     first = next((i for i, count in enumerate(counts) if count), None)
     if first is None:
         return scale, 0, []

@@ -127,9 +127,15 @@ class LogHistogram:
         self.zero_count += other.zero_count
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
-        for position, bucket_count in enumerate(other._counts):
+        if not other._counts:
+            return
+        # Widen once to other's range (folding low buckets if the budget requires), then add in place.
+        self._increment(other._offset, 0)
+        self._increment(other._offset + len(other._counts) - 1, 0)
+        offset, counts = self._offset, self._counts
+        for position, bucket_count in enumerate(other._counts, other._offset - offset):
             if bucket_count:
-                self._increment(other._offset + position, bucket_count)
+                counts[max(position, 0)] += bucket_count  # below the kept range: the lowest bucket, as in add
 
     def quantile(self, quantile: float) -> float | None:
         """The nearest-rank ``quantile`` (0..1), or None when empty."""

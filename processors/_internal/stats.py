@@ -115,6 +115,16 @@ class OperationTotals:
     explicit_counts: tuple[int, ...] | None
 
 
+def _span_kind(kind: object) -> SpanKind:
+    """The span's kind as a ``SpanKind``: the SDK keeps whatever the app passed (``kind=2`` too)."""
+    if isinstance(kind, SpanKind):
+        return kind
+    try:
+        return SpanKind(kind)
+    except ValueError:
+        return SpanKind.INTERNAL
+
+
 def _duration_histogram() -> LogHistogram:
     """Nanoseconds in, bucket bounds in seconds: the bounds that metrics export."""
     return LogHistogram(unit=1 / _NS_PER_S)
@@ -486,7 +496,7 @@ class OperationStatsStore:
         threshold_ns = None if name == OVERFLOW_OPERATION else self.rules.for_name(name)[0]
         explicit_buckets = None if self._explicit_bounds_ns is None else len(self._explicit_bounds_ns) + 1
         operation = self._operations[(service, name, id(kind))] = _Operation(
-            service, name, kind, threshold_ns, len(self.windows_s), explicit_buckets
+            service, name, _span_kind(kind), threshold_ns, len(self.windows_s), explicit_buckets
         )
         return operation
 

@@ -13,6 +13,7 @@ from otel_ext._internal.config import (
     sampler_ratio,
     window_label,
 )
+from processors import DEFAULT_EXPLICIT_BOUNDS_S, HistogramAggregation
 
 
 def test_defaults_without_environment() -> None:
@@ -245,3 +246,161 @@ def test_unknown_exporter_name_is_reported_with_the_installed_ones() -> None:
     (problem,) = check_standard_variables({"OTEL_TRACES_EXPORTER": "otlp, garbage"})
     assert problem.startswith("OTEL_TRACES_EXPORTER: 'garbage' is not an installed exporter (installed: ")
     assert "otlp" in problem and "otlp_json_file" in problem and problem.endswith("it is skipped")
+
+
+# --- metrics: histogram aggregation, explicit bounds, exponential size ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("exponential", HistogramAggregation.EXPONENTIAL),
+        ("explicit", HistogramAggregation.EXPLICIT),
+        ("EXPLICIT", HistogramAggregation.EXPLICIT),
+        (" Explicit ", HistogramAggregation.EXPLICIT),
+        ("Exponential", HistogramAggregation.EXPONENTIAL),
+    ],
+)
+def test_metrics_histogram_is_read_case_insensitively(value: str, expected: HistogramAggregation) -> None:
+    """Guards OTEL_EXT_METRICS_HISTOGRAM=EXPLICIT being rejected (the spec reads enum values case-insensitively)."""
+    settings, problems = read_settings({"OTEL_EXT_METRICS_HISTOGRAM": value})
+    assert problems == []
+    assert settings.metrics_histogram is expected
+
+
+@pytest.mark.parametrize("value", ["linear", "prometheus", "base2_exponential_bucket_histogram", "exp", "1"])
+def test_bad_metrics_histogram_names_variable_value_accepted_form_and_fallback(value: str) -> None:
+    """Guards a typo in OTEL_EXT_METRICS_HISTOGRAM crashing startup or silently switching the export format."""
+    settings, problems = read_settings({"OTEL_EXT_METRICS_HISTOGRAM": value})
+    assert settings == Settings()
+    assert settings.metrics_histogram is HistogramAggregation.EXPONENTIAL
+    assert problems == [
+        f"OTEL_EXT_METRICS_HISTOGRAM={value!r} is invalid: expected exponential or explicit; using exponential"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("standard", "expected"),
+    [
+        ("explicit_bucket_histogram", HistogramAggregation.EXPLICIT),
+        ("base2_exponential_bucket_histogram", HistogramAggregation.EXPONENTIAL),
+        ("EXPLICIT_BUCKET_HISTOGRAM", HistogramAggregation.EXPLICIT),
+        (" explicit_bucket_histogram ", HistogramAggregation.EXPLICIT),
+        ("something_else", HistogramAggregation.EXPONENTIAL),
+    ],
+)
+def test_metrics_histogram_follows_the_standard_variable_when_unset(
+    standard: str, expected: HistogramAggregation
+) -> None:
+    """Guards exponential histograms going to a backend set up for explicit ones through the standard variable."""
+    settings, problems = read_settings({"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": standard})
+    assert problems == []
+    assert settings.metrics_histogram is expected
+
+
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [("exponential", HistogramAggregation.EXPONENTIAL), ("explicit", HistogramAggregation.EXPLICIT)],
+)
+def test_own_metrics_histogram_variable_wins_over_the_standard_one(own: str, expected: HistogramAggregation) -> None:
+    """Guards the otel-ext-specific setting being overridden by the SDK-wide default."""
+    opposite = {
+        HistogramAggregation.EXPLICIT: "base2_exponential_bucket_histogram",
+        HistogramAggregation.EXPONENTIAL: "explicit_bucket_histogram",
+    }[expected]
+    settings, problems = read_settings({
+        "OTEL_EXT_METRICS_HISTOGRAM": own,
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": opposite,
+    })
+    assert problems == []
+    assert settings.metrics_histogram is expected
+
+
+def test_bad_own_metrics_histogram_falls_back_to_exponential_even_if_standard_says_explicit() -> None:
+    """Guards the fallback named in the problem message ("using exponential") differing from what is used."""
+    settings, problems = read_settings({
+        "OTEL_EXT_METRICS_HISTOGRAM": "linear",
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "explicit_bucket_histogram",
+    })
+    assert len(problems) == 1 and problems[0].endswith("; using exponential")
+    assert settings.metrics_histogram is HistogramAggregation.EXPONENTIAL
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_empty_own_metrics_histogram_is_unset_and_the_standard_variable_applies(empty: str) -> None:
+    """Guards OTEL_EXT_METRICS_HISTOGRAM= (empty, e.g. from a compose file) overriding the standard variable.
+
+    The specification (and read_settings for every other variable) treats an
+    empty value as unset, so the standard variable must then apply.
+    """
+    settings, problems = read_settings({
+        "OTEL_EXT_METRICS_HISTOGRAM": empty,
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "explicit_bucket_histogram",
+    })
+    assert problems == []
+    assert settings.metrics_histogram is HistogramAggregation.EXPLICIT
+
+
+@pytest.mark.parametrize(
+    ("value", "bounds"),
+    [
+        ("0.01,0.1,1,10", (0.01, 0.1, 1.0, 10.0)),
+        (" 0.005 , 0.5 ,2.5 ", (0.005, 0.5, 2.5)),
+        ("1e-3,1e-2", (0.001, 0.01)),
+        ("0.25", (0.25,)),
+    ],
+)
+def test_explicit_bounds_are_read(value: str, bounds: tuple[float, ...]) -> None:
+    """Guards custom le buckets being ignored or mis-parsed (spaces, exponents, a single bound)."""
+    settings, problems = read_settings({"OTEL_EXT_METRICS_EXPLICIT_BOUNDS": value})
+    assert problems == []
+    assert settings.metrics_explicit_bounds_s == bounds
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("0.1,0.05,1", " (not strictly increasing)"),
+        ("0.1,0.1,1", " (not strictly increasing)"),
+        ("-1,1", ""),
+        ("0,1", ""),
+        ("fast,slow", ""),
+        ("0.1;0.2", ""),
+        ("0.1,inf", ""),
+        ("nan", ""),
+        (",", ""),
+    ],
+)
+def test_bad_explicit_bounds_name_variable_value_accepted_form_and_fallback(value: str, detail: str) -> None:
+    """Guards bad bounds crashing the metrics setup (the SDK rejects them late) instead of using the defaults."""
+    settings, problems = read_settings({"OTEL_EXT_METRICS_EXPLICIT_BOUNDS": value})
+    assert settings == Settings()
+    assert settings.metrics_explicit_bounds_s == DEFAULT_EXPLICIT_BOUNDS_S
+    assert problems == [
+        (
+            f"OTEL_EXT_METRICS_EXPLICIT_BOUNDS={value!r} is invalid{detail}: expected increasing numbers of "
+            "seconds > 0, e.g. '0.01,0.1,1,10'; using the HTTP semantic conventions' bounds"
+        )
+    ]
+
+
+@pytest.mark.parametrize(("value", "size"), [("2", 2), ("160", 160), (" 20 ", 20), ("4096", 4096)])
+def test_exponential_max_size_is_read(value: str, size: int) -> None:
+    """Guards the documented range 2..4096 being rejected at its ends."""
+    settings, problems = read_settings({"OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE": value})
+    assert problems == []
+    assert settings.metrics_exponential_max_size == size
+
+
+@pytest.mark.parametrize("value", ["1", "0", "4097", "-5", "big", "160.0", "1e3"])
+def test_bad_exponential_max_size_names_variable_value_accepted_form_and_fallback(value: str) -> None:
+    """Guards a max size of 1 (no valid histogram) or above the store's 4096 buckets being used."""
+    settings, problems = read_settings({"OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE": value})
+    assert settings == Settings()
+    assert settings.metrics_exponential_max_size == 160
+    assert problems == [
+        (
+            f"OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE={value!r} is invalid: expected a whole number 2..4096, "
+            "e.g. 160; using 160"
+        )
+    ]

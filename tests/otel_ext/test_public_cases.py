@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support.otlp_sink import OtlpSink
+from tests.support.otlp_sink import OtlpSink, decode_attributes
 from tests.support.processes import free_port, otlp_variables, run_plain, run_scenario
 
 PROTOCOLS = ["grpc", "http/protobuf"]
@@ -20,6 +20,30 @@ STATUS_OK, STATUS_ERROR = 1, 2
 
 def _endpoint(sink: OtlpSink, protocol: str) -> str:
     return sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
+
+
+def _operation_points(sink: OtlpSink, metric_name: str) -> dict[int, list[tuple[dict[str, object], object]]]:
+    """otel-ext's ``metric_name`` points per process.pid, from each process's last export: (attributes, point)."""
+    latest: dict[int, list[tuple[dict[str, object], object]]] = {}
+    for received in sink.requests:
+        if received.signal != "metrics":
+            continue
+        for resource_metrics in received.request.resource_metrics:
+            pid = decode_attributes(resource_metrics.resource.attributes)["process.pid"]
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if scope_metrics.scope.name == "otel_ext" and metric.name == metric_name:
+                        points = getattr(metric, metric.WhichOneof("data")).data_points
+                        latest[pid] = [(decode_attributes(point.attributes), point) for point in points]
+    return latest
+
+
+def _calls_by_pid(sink: OtlpSink) -> dict[int, dict[tuple[object, object], int]]:
+    """Exported call counts per process.pid, keyed (span.name, status.code)."""
+    return {
+        pid: {(attributes["span.name"], attributes["status.code"]): point.as_int for attributes, point in points}
+        for pid, points in _operation_points(sink, "otel_ext.operation.calls").items()
+    }
 
 
 def test_b02_failing_processor_does_not_replace_app_exception() -> None:
@@ -43,6 +67,26 @@ def test_b06_short_lived_process_keeps_root_span(otlp_sink: OtlpSink, mode: str)
     root = spans["job.root"]
     assert all(spans[f"job.step{index}"].parent_span_id == root.span_id for index in range(3))
     assert root.status_code == (STATUS_ERROR if mode == "raise" else 0)
+
+
+@pytest.mark.parametrize("mode", ["return", "exit", "raise"])
+def test_b06_short_lived_process_exports_root_operation_metrics(otlp_sink: OtlpSink, mode: str) -> None:
+    """A job that exits at once, with the default 60 s export interval, still gets its calls and duration
+    into the final collection at exit, also after sys.exit(1) or an unhandled exception."""
+    run = run_scenario("short_lived", mode,
+                       **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_METRICS_EXPORTER="otlp"))
+    assert run.returncode == {"return": 0, "exit": 1, "raise": 1}[mode], run.stderr
+    root = next(span for span in otlp_sink.wait_for_spans(4) if span.name == "job.root")
+    pid = root.resource["process.pid"]
+    status = "STATUS_CODE_ERROR" if mode == "raise" else "STATUS_CODE_UNSET"
+    assert _calls_by_pid(otlp_sink) == {pid: {
+        ("job.root", status): 1,
+        **{(f"job.step{index}", "STATUS_CODE_UNSET"): 1 for index in range(3)},
+    }}
+    durations = {attributes["span.name"]: point for attributes, point in
+                 _operation_points(otlp_sink, "otel_ext.operation.duration")[pid]}
+    assert durations["job.root"].count == 1
+    assert durations["job.root"].sum == pytest.approx((root.end_ns - root.start_ns) / 1e9, rel=1e-12)
 
 
 def test_b07_http_signal_paths(otlp_sink: OtlpSink) -> None:
@@ -207,6 +251,25 @@ def test_b05_unreachable_collector_never_blocks_and_exit_is_bounded(protocol: st
     assert "Failed to export" in run.stderr or "Transient error" in run.stderr
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_b05_failing_periodic_metric_exports_never_slow_spans_down(protocol: str) -> None:
+    """Operation metrics collected and exported every 50 ms to a dead collector while the app ends spans:
+    ending spans stays fast, and the process still exits promptly."""
+    started = time.monotonic()
+    run = run_scenario("spans_while_exports_fail", "1.5", OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp",
+                       OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:1",
+                       OTEL_EXPORTER_OTLP_TIMEOUT="1", OTEL_METRIC_EXPORT_INTERVAL="50")
+    wall = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    outcome = run.result
+    assert outcome["chunks"] >= 3, outcome
+    # Generous bound: the failure mode is a span end waiting on an export (1 s timeout, retries), not noise.
+    assert outcome["slowest_chunk_s"] < 0.5, outcome
+    assert wall <= 10, wall
+    assert "Traceback" not in run.stderr
+    assert "exporting metrics" in run.stderr or "export metrics" in run.stderr, "the exports were tried and failed"
+
+
 def test_b05_non_numeric_timeout_is_reported_and_spans_still_leave(otlp_sink: OtlpSink) -> None:
     run = run_scenario("short_lived", "return", **otlp_variables(otlp_sink.grpc_endpoint, "grpc",
                                                                  OTEL_EXPORTER_OTLP_TIMEOUT="soon"))
@@ -232,3 +295,24 @@ def test_b03_forked_children_export_their_spans_without_hanging(otlp_sink: OtlpS
     parent = [span for span in spans if span.name.startswith("parent.")]
     assert sorted(span.name for span in parent) == ["parent.after", "parent.before"]
     assert {span.resource["process.pid"] for span in parent} == {outcome["parent_pid"]}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_b03_forked_child_exports_only_its_own_operation_metrics(otlp_sink: OtlpSink, protocol: str) -> None:
+    """A forked worker's metrics carry its own process.pid and only its own calls (it starts from empty
+    statistics), so its cumulative series never overwrite or double the parent's; the parent exports on."""
+    run = run_plain("fork_child_spans",
+                    **otlp_variables(_endpoint(otlp_sink, protocol), protocol, OTEL_METRICS_EXPORTER="otlp"))
+    assert run.returncode == 0, run.stderr
+    outcome = run.result
+    assert outcome["child_status"] == 0
+    child_pid, parent_pid = outcome["child_pid"], outcome["parent_pid"]
+    calls = _calls_by_pid(otlp_sink)
+    assert calls[child_pid] == {("child.op", "STATUS_CODE_UNSET"): 5}
+    assert calls[parent_pid] == {("parent.before", "STATUS_CODE_UNSET"): 1, ("parent.after", "STATUS_CODE_UNSET"): 1}
+    for pid in set(calls) - {child_pid, parent_pid}:  # pool workers are terminated, so usually export nothing
+        assert {name for name, _ in calls[pid]} == {"pool.op"}, (pid, calls[pid])
+    starts = {pid: {point.start_time_unix_nano for _, point in points}
+              for pid, points in _operation_points(otlp_sink, "otel_ext.operation.calls").items()}
+    (child_start,), (parent_start,) = starts[child_pid], starts[parent_pid]
+    assert child_start > parent_start, "the child's cumulative series start at the fork, not at the parent's start"

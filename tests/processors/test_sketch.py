@@ -1,10 +1,12 @@
-"""LogHistogram: percentile accuracy, zeros, merging and bounded memory."""
+"""LogHistogram: percentile accuracy, bucket index semantics, zeros, copying, merging and bounded memory."""
 
 from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable
+from fractions import Fraction
 
 import pytest
 
@@ -176,3 +178,191 @@ def test_folding_keeps_high_percentiles_independent_of_insertion_order() -> None
     exact_p75 = exact_quantile(samples, 0.75)  # rank 1500 -> mid
     assert exact_p75 == mid
     assert relative_error(histogram.quantile(0.75), exact_p75) <= PROMISED_ERROR + SLACK
+
+
+# --- Bucket index semantics, checked against exact rational arithmetic ---------------------------------
+
+BOUNDARY_SLACK = Fraction(1, 10**12)  # a value this close (relative) to a bound may sit in either neighbour
+NS_PER_S = 10**9
+
+
+def _floor_log2(value: Fraction) -> int:
+    """The largest k with 2**k <= value (value > 0), exactly."""
+    k = value.numerator.bit_length() - value.denominator.bit_length()
+    return k - 1 if Fraction(2) ** k > value else k
+
+
+def exact_index(value: Fraction, scale: int) -> int:
+    """The i with base**i < value <= base**(i+1), base = 2**(2**-scale), in exact arithmetic.
+
+    For scale >= 0, base**i < value  <=>  2**i < value**(2**scale) (both sides positive), so the index
+    is read off the binary exponent of the exact rational value**(2**scale). A negative scale merges
+    2**-scale whole powers of two, i.e. the scale-0 index shifted right.
+    """
+    if scale < 0:
+        return exact_index(value, 0) >> -scale
+    powered = value ** (2**scale)
+    k = _floor_log2(powered)
+    return k - 1 if powered == Fraction(2) ** k else k
+
+
+def allowed_indices(value: Fraction, scale: int) -> set[int]:
+    """The exact index, plus the neighbour when ``value`` is within 1e-12 (relative) of a bound."""
+    return {exact_index(value * factor, scale) for factor in (1 - BOUNDARY_SLACK, 1, 1 + BOUNDARY_SLACK)}
+
+
+def _values_for_index_checks(scale: int) -> list[float]:
+    """Log-uniform random values plus values at, and a few ulps around, bucket bounds and powers of two."""
+    rng = random.Random(f"index-{scale}")
+    values = [2.0 ** rng.uniform(-30, 30) for _ in range(300)]
+    values += [rng.uniform(0.5, 4.0) for _ in range(100)]
+    for k in range(-12, 13):
+        values.append(2.0**k)  # bounds of every scale
+    for i in range(-70, 70, 7):
+        bound = 2.0 ** (i / 2.0**scale)  # a float within an ulp or so of base**i
+        value = bound
+        for _ in range(3):
+            value = math.nextafter(value, 0.0)
+            values.append(value)
+        value = bound
+        for _ in range(3):
+            value = math.nextafter(value, math.inf)
+            values.append(value)
+        values += [bound, bound * (1 + 1e-9), bound * (1 - 1e-9)]
+    return values
+
+
+@pytest.mark.parametrize("scale", [-3, -1, 0, 1, 3, DEFAULT_SCALE, 8])
+def test_each_value_lands_in_the_bucket_exact_arithmetic_gives(scale: int) -> None:
+    """Guards exported bucket (base**i, base**(i+1)] not holding the values counted in it (wrong percentiles)."""
+    for value in _values_for_index_checks(scale):
+        histogram = LogHistogram(scale=scale)
+        histogram.add(value)
+        offset, counts = histogram.buckets()
+        assert counts == (1,), value
+        assert offset in allowed_indices(Fraction(value), scale), (value, offset, exact_index(Fraction(value), scale))
+
+
+def test_values_well_inside_buckets_are_never_off_by_one() -> None:
+    """Guards a systematic off-by-one (lower-inclusive instead of upper-inclusive) hiding behind boundary slack."""
+    # Midpoints (in log space) of buckets: nowhere near a bound, so exactly one index is right.
+    for scale in (0, 3, DEFAULT_SCALE):
+        for i in range(-200, 200, 13):
+            value = 2.0 ** ((i + 0.5) / 2.0**scale)
+            assert allowed_indices(Fraction(value), scale) == {i}
+            histogram = LogHistogram(scale=scale)
+            histogram.add(value)
+            assert histogram.buckets() == (i, (1,)), (scale, i, value)
+
+
+def test_dense_buckets_of_many_values_match_independent_counts() -> None:
+    """Guards buckets() offset/counts shifting or dropping counts when the array grows in both directions."""
+    rng = random.Random(99)
+    values = [2.0 ** rng.uniform(-20, 20) for _ in range(5_000)]
+    values = [value for value in values if len(allowed_indices(Fraction(value), DEFAULT_SCALE)) == 1]
+    assert len(values) > 4_900
+    expected = Counter(exact_index(Fraction(value), DEFAULT_SCALE) for value in values)
+    histogram = _histogram_of(values)
+    offset, counts = histogram.buckets()
+    assert offset == min(expected)
+    assert len(counts) == max(expected) - min(expected) + 1
+    assert {offset + position: count for position, count in enumerate(counts) if count} == dict(expected)
+    assert sum(counts) == histogram.count == len(values)
+
+
+@pytest.mark.parametrize(
+    "duration_ns",
+    [1, 999, 1_000, 123_456, 1_000_000, 4_999_999, 5_000_000, 5_000_001, 250_000_000, 500_000_000,
+     999_999_999, 1_000_000_000, 1_000_000_001, 1_500_000_000, 2_000_000_000, 86_400_000_000_000],
+)
+def test_unit_converts_nanoseconds_to_buckets_bounded_in_seconds(duration_ns: int) -> None:
+    """Guards exported duration buckets being bounded in nanoseconds while the metric's unit says seconds."""
+    histogram = LogHistogram(unit=1e-9)
+    histogram.add(duration_ns)
+    offset, counts = histogram.buckets()
+    assert counts == (1,)
+    seconds = Fraction(duration_ns, NS_PER_S)
+    assert offset in allowed_indices(seconds, DEFAULT_SCALE), (offset, exact_index(seconds, DEFAULT_SCALE))
+    # The same index a histogram fed seconds gives (the bounds do not depend on the unit fed in).
+    in_seconds = LogHistogram()
+    in_seconds.add(duration_ns / NS_PER_S)
+    assert in_seconds.buckets()[0] in allowed_indices(seconds, DEFAULT_SCALE)
+    # Statistics stay in the unit fed in.
+    assert (histogram.sum, histogram.min, histogram.max) == (duration_ns, duration_ns, duration_ns)
+
+
+def test_unit_conversion_many_random_durations() -> None:
+    """Guards ns-to-seconds conversion drifting by a bucket for some magnitudes (µs spans, hour-long jobs)."""
+    rng = random.Random(5)
+    durations = [max(1, int(10 ** rng.uniform(0, 13))) for _ in range(1_000)]
+    for duration in durations:
+        histogram = LogHistogram(unit=1e-9)
+        histogram.add(duration)
+        assert histogram.buckets()[0] in allowed_indices(Fraction(duration, NS_PER_S), DEFAULT_SCALE), duration
+
+
+def test_sum_count_min_max_and_zeros() -> None:
+    """Guards the exported sum/count/min/max disagreeing with the raw durations (bad averages in dashboards)."""
+    rng = random.Random(11)
+    durations = [rng.randint(1, 5 * NS_PER_S) for _ in range(2_000)] + [0, 0, 0]
+    rng.shuffle(durations)
+    histogram = LogHistogram(unit=1e-9)
+    for duration in durations:
+        histogram.add(duration)
+    assert histogram.sum == sum(durations)  # integers below 2**53: the float sum is exact
+    assert histogram.count == len(durations)
+    assert histogram.zero_count == 3
+    assert sum(histogram.buckets()[1]) == len(durations) - 3
+    assert (histogram.min, histogram.max) == (0, max(durations))
+    floats = [rng.uniform(0.001, 3.0) for _ in range(1_000)]
+    float_histogram = _histogram_of(floats)
+    assert float_histogram.sum == pytest.approx(math.fsum(floats), rel=1e-12)
+
+
+def test_copy_is_independent_of_the_original() -> None:
+    """Guards exporting a total (a copy) and then recording spans corrupting the exported or the live counts."""
+    original = LogHistogram(unit=1e-9)
+    for duration in (3_000_000, 3_000_000, 40_000_000, 0):
+        original.add(duration)
+    state = (original.buckets(), original.count, original.zero_count, original.sum, original.min, original.max)
+    clone = original.copy()
+    assert (clone.scale, clone.unit) == (original.scale, original.unit)
+    assert (clone.buckets(), clone.count, clone.zero_count, clone.sum, clone.min, clone.max) == state
+    # In-place increment of an existing bucket, growth below and above, a zero: none may leak back.
+    for duration in (3_000_000, 1_000, 9 * NS_PER_S, 0):
+        clone.add(duration)
+    assert (original.buckets(), original.count, original.zero_count, original.sum, original.min, original.max) == state
+    clone_state = (clone.buckets(), clone.count, clone.zero_count, clone.sum, clone.min, clone.max)
+    for duration in (40_000_000, 500, 7):
+        original.add(duration)
+    assert (clone.buckets(), clone.count, clone.zero_count, clone.sum, clone.min, clone.max) == clone_state
+    # The clone keeps working like the original: same budget, same quantiles.
+    assert relative_error(clone.quantile(1.0), 9 * NS_PER_S) <= PROMISED_ERROR + SLACK
+    assert clone._max_buckets == original._max_buckets  # noqa: SLF001
+
+
+@pytest.mark.parametrize(
+    ("first_range", "second_range"),
+    [((-10, -2), (3, 12)), ((3, 12), (-10, -2)), ((-5, 5), (-1, 1)), ((-1, 1), (-5, 5)), ((0, 4), (0, 4))],
+)
+def test_merge_adds_counts_bucket_by_bucket(first_range: tuple[int, int], second_range: tuple[int, int]) -> None:
+    """Guards merged windows (and merged processes) misplacing counts when the two offsets differ."""
+    rng = random.Random(f"{first_range}-{second_range}")
+
+    def draw(bounds: tuple[int, int]) -> list[float]:
+        values = [2.0 ** rng.uniform(*bounds) for _ in range(800)]
+        return [value for value in values if len(allowed_indices(Fraction(value), DEFAULT_SCALE)) == 1]
+
+    first, second = draw(first_range) + [0.0], draw(second_range)
+    merged = _histogram_of(first)
+    other = _histogram_of(second)
+    other_before = other.buckets()
+    merged.merge(other)
+    expected = Counter(exact_index(Fraction(v), DEFAULT_SCALE) for v in first + second if v > 0)
+    offset, counts = merged.buckets()
+    assert {offset + position: count for position, count in enumerate(counts) if count} == dict(expected)
+    assert merged.count == len(first) + len(second)
+    assert merged.zero_count == 1
+    assert merged.sum == pytest.approx(math.fsum(first + second), rel=1e-12)
+    assert (merged.min, merged.max) == (0.0, max(first + second))
+    assert other.buckets() == other_before, "merge must not modify its argument"

@@ -9,6 +9,7 @@ exponential ones (every scrape of such a metric fails or drops it).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_PROMETHEUS_HOST, OTEL_EXPORTER_PROMETHEUS_PORT
@@ -64,4 +65,20 @@ def start_prometheus_reader(store: OperationStatsStore, environ: Mapping[str, st
     if problem:
         _logger.warning("otel-ext: %s", problem)
     start_http_server(port, addr=host)
+    if hasattr(os, "register_at_fork"):
+        parent = os.getpid()
+        os.register_at_fork(after_in_child=lambda: _warn_forked_child(host, port, parent))
     return PrometheusOperationMetricsReader(OperationMetrics(store, HistogramAggregation.EXPLICIT))
+
+
+def _warn_forked_child(host: str, port: int, parent: int) -> None:
+    """A forked worker's metrics are not on the scrape endpoint, which the parent serves: say so once."""
+    _logger.warning(
+        "otel-ext: the Prometheus endpoint %s:%d is served by the parent process (pid %d); this forked "
+        "process's (pid %d) metrics are not scraped. Under pre-fork servers export metrics over OTLP instead "
+        "(OTEL_METRICS_EXPORTER=otlp)",
+        host,
+        port,
+        parent,
+        os.getpid(),
+    )

@@ -178,6 +178,19 @@ def many_spans_and_a_metric() -> None:
     result({"end_1000_spans_s": elapsed})
 
 
+def spans_while_exports_fail(seconds: str) -> None:
+    """B05 with metrics: spans keep ending for a while, in chunks of 1000, while periodic exports fail."""
+    deadline = time.perf_counter() + float(seconds)
+    chunks: list[float] = []
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        for index in range(1000):
+            with tracer.start_as_current_span(f"op{index % 10}"):
+                pass
+        chunks.append(time.perf_counter() - started)
+    result({"chunks": len(chunks), "slowest_chunk_s": max(chunks)})
+
+
 def fork_child_spans() -> None:
     """B03: spans from a forked child reach the collector, under the child's pid, with no hang."""
     import multiprocessing
