@@ -30,6 +30,7 @@ from importlib.metadata import version
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    ExponentialHistogramDataPoint,
     MetricExporter,
     MetricExportResult,
     MetricsData,
@@ -38,7 +39,11 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.trace import SpanContext, SpanKind, Tracer
 
@@ -285,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cumulative = AggregationTemporality.CUMULATIVE
     collected = OperationMetrics(store).collect(cumulative, cumulative)
     (duration,) = [metric for metric in collected if metric.name == DURATION_METRIC]
-    print(f"otel-ext metrics (c): duration histogram count {sum(point.count for point in duration.data.data_points)}")
+    exported = sum(point.count for point in duration.data.data_points if isinstance(point, ExponentialHistogramDataPoint))
+    print(f"otel-ext metrics (c): duration histogram count {exported}")
     seconds = median_per_call(lambda: OperationMetrics(store).collect(cumulative, cumulative), 1, args.rounds)
     print(f"one collection of otel-ext's metrics ({len(operations)} operations): {seconds * 1e3:.2f} ms")
 

@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -135,9 +136,10 @@ def _exponential_quantile(point: Mapping[str, object], quantile: float) -> float
     seen = int(point.get("zeroCount", 0))  # type: ignore[call-overload]
     if rank <= seen:
         return 0.0
-    positive: Mapping[str, object] = point.get("positive", {})  # type: ignore[assignment]
-    offset = int(positive.get("offset", 0))  # type: ignore[call-overload]
-    for position, bucket_count in enumerate(positive.get("bucketCounts", [])):  # type: ignore[call-overload]
+    positive: Mapping[str, Any] = point.get("positive", {})  # type: ignore[assignment]
+    offset = int(positive.get("offset", 0))
+    bucket_counts: list[str | int] = positive.get("bucketCounts", [])
+    for position, bucket_count in enumerate(bucket_counts):
         seen += int(bucket_count)
         if seen >= rank:
             return 2.0 * base ** (offset + position + 1) / (base + 1.0)

@@ -12,12 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
+from opentelemetry.environment_variables import (
+    OTEL_LOGS_EXPORTER,
+    OTEL_METRICS_EXPORTER,
+    OTEL_TRACES_EXPORTER,
+)
 from opentelemetry.sdk._configuration import (
     _get_id_generator,
     _import_id_generator,
@@ -245,22 +250,46 @@ def _start_metrics(
     except Exception as error:  # noqa: BLE001 - tracing and the monitor work without metrics
         _logger.warning("otel-ext: metrics could not be set up (%s); traces are unaffected", error)
         return None
+    if hasattr(os, "register_at_fork"):
+        provider_ref = weakref.ref(meter_provider)
+        os.register_at_fork(
+            after_in_child=lambda: (provider := provider_ref()) is not None and _forget_parent_measurements(provider)
+        )
     return meter_provider
 
 
+def _forget_parent_measurements(meter_provider: MeterProvider) -> None:
+    """In a forked child, start the app's instruments from zero, as otel-ext's own statistics do.
+
+    The SDK keeps every instrument's running totals across fork, and the
+    child exports under its own ``process.pid``: without this, a counter the
+    parent had reached 3 on would be exported as 3 + the child's own counts
+    by every worker, and a dashboard summing processes would count the
+    parent's share once per worker. The locks are replaced too: a thread of
+    the parent may have held one at the moment of the fork.
+    """
+    try:
+        for storage in meter_provider._measurement_consumer._reader_storages.values():  # noqa: SLF001
+            for matches in storage._instrument_view_instrument_matches.values():  # noqa: SLF001
+                for match in matches:
+                    match._lock = threading.Lock()  # noqa: SLF001
+                    match._attributes_aggregation = {}  # noqa: SLF001
+    except Exception as error:  # noqa: BLE001 - an SDK that keeps its state elsewhere: keep it as it is
+        _logger.warning("otel-ext: the app's metric totals could not be reset in a forked process (%s)", error)
+
+
 def _metric_reader(
-    name: str, exporter_class: type, store: OperationStatsStore, settings: Settings, bad_timeout: bool
+    name: str, exporter_class: type[Any], store: OperationStatsStore, settings: Settings, bad_timeout: bool
 ) -> MetricReader:
     if name == _PROMETHEUS:
         from otel_ext._internal.integrations.prometheus import start_prometheus_reader
 
         return start_prometheus_reader(store, os.environ)  # always explicit buckets, whatever OTLP gets
-    if issubclass(exporter_class, MetricReader):  # a reader of another package: the app's metrics only
-        return exporter_class(**_exporter_args(name, bad_timeout, settings.metrics_file))
+    exporter_or_reader = exporter_class(**_exporter_args(name, bad_timeout, settings.metrics_file))
+    if isinstance(exporter_or_reader, MetricReader):  # a reader of another package: the app's metrics only
+        return exporter_or_reader
     operation_metrics = OperationMetrics(store, settings.metrics_histogram, settings.metrics_exponential_max_size)
-    return OperationMetricsReader(
-        exporter_class(**_exporter_args(name, bad_timeout, settings.metrics_file)), operation_metrics
-    )
+    return OperationMetricsReader(exporter_or_reader, operation_metrics)
 
 
 def _exporter_classes(signal: Signal) -> dict[str, type]:

@@ -22,8 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics._internal.instrument import _Counter, _Histogram  # the keys readers map temporality by
+from opentelemetry.metrics import MeterProvider as ApiMeterProvider
+from opentelemetry.sdk.metrics._internal.instrument import (  # the keys readers map temporality by
+    _Counter,
+    _Histogram,
+)
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -45,7 +48,6 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util.types import Attributes
 
 from processors._internal.errors import report_once
 from processors._internal.pipeline import PROCESS_PID_ATTRIBUTE
@@ -56,12 +58,12 @@ __all__ = [
     "DEFAULT_EXPLICIT_BOUNDS_S",
     "DEFAULT_EXPONENTIAL_MAX_SIZE",
     "DURATION_METRIC",
+    "SLOW_CALLS_METRIC",
+    "SUCCESS_RATE_METRIC",
     "HistogramAggregation",
     "OperationMetrics",
     "OperationMetricsMixin",
     "OperationMetricsReader",
-    "SLOW_CALLS_METRIC",
-    "SUCCESS_RATE_METRIC",
     "downscale",
     "subtract_buckets",
 ]
@@ -167,7 +169,7 @@ def _exponential_point(
     totals: OperationTotals, interval: _Interval, max_size: int
 ) -> ExponentialHistogramDataPoint:
     histogram = totals.histogram
-    buckets = histogram.buckets()
+    buckets: tuple[int, Sequence[int]] = histogram.buckets()
     count, zero_count, total = histogram.count, histogram.zero_count, histogram.sum
     minimum: float | None = histogram.min / _NS_PER_S
     maximum: float | None = histogram.max / _NS_PER_S
@@ -393,7 +395,7 @@ class OperationMetricsMixin(MetricReader):
     _operation_metrics: OperationMetrics
     _operation_metrics_resource: Resource = Resource.get_empty()
 
-    def _set_meter_provider(self, meter_provider: MeterProvider) -> None:
+    def _set_meter_provider(self, meter_provider: ApiMeterProvider) -> None:
         super()._set_meter_provider(meter_provider)
         sdk_config = getattr(meter_provider, "_sdk_config", None)
         self._operation_metrics_resource = getattr(sdk_config, "resource", None) or Resource.create()
@@ -402,7 +404,7 @@ class OperationMetricsMixin(MetricReader):
         if self._collect is None:
             _logger.warning("Cannot call collect on a MetricReader until it is registered on a MeterProvider")
             return
-        sdk_data = self._collect(self, timeout_millis=timeout_millis)
+        sdk_data: MetricsData | None = self._collect(self, timeout_millis=timeout_millis)  # type: ignore[call-arg,assignment]  # the SDK calls it so
         own: list[Metric] = []
         try:
             temporality = self._instrument_class_temporality

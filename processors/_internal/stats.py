@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import heapq
-from array import array
-from bisect import bisect_left
-import logging
 import fnmatch
+import heapq
+import logging
 import math
 import os
 import re
 import threading
 import time
 import weakref
+from array import array
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -133,7 +133,7 @@ def _duration_histogram() -> LogHistogram:
 class _Slot:
     """Everything recorded for one operation in one time slot."""
 
-    __slots__ = ("index", "errors", "oks", "slow", "histogram", "slowest")
+    __slots__ = ("errors", "histogram", "index", "oks", "slow", "slowest")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -156,7 +156,7 @@ class _Operation:
     """An operation's open slot (the newest base slot), per window a ring of closed slots,
     and the running total of every closed slot (what metrics export, with the open slot)."""
 
-    __slots__ = ("service", "name", "kind", "threshold_ns", "open", "rings", "closed_total", "explicit")
+    __slots__ = ("closed_total", "explicit", "kind", "name", "open", "rings", "service", "threshold_ns")
 
     def __init__(
         self,

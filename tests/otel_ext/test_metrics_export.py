@@ -21,7 +21,6 @@ import math
 import random
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -31,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint, Metric
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    ExponentialHistogramDataPoint,
+    Metric,
+)
 
 from tests.support.otlp_sink import OtlpSink, decode_attributes
 from tests.support.processes import INSTRUMENT, Run, clean_environment, free_port
@@ -75,7 +77,7 @@ def start_app(spec: dict[str, Any], directory: Path, **variables: str) -> subpro
     spec_path = directory / f"spec-{uuid.uuid4().hex}.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     prefix = [] if spec.get("configure") else [str(INSTRUMENT)]
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and script
+    return subprocess.Popen(
         [*prefix, sys.executable, str(APP), str(spec_path)],
         env=clean_environment(**variables),
         stdout=subprocess.PIPE,
@@ -125,12 +127,13 @@ class Export:
 
     def points(self) -> list[Any]:
         kind = self.metric.WhichOneof("data")
+        assert kind is not None
         return list(getattr(self.metric, kind).data_points)
 
 
 def exports(sink: OtlpSink, name: str) -> list[Export]:
     """Every ``name`` metric in otel-ext's scope, in arrival order, tagged with its request's position."""
-    found = []
+    found: list[Export] = []
     for position, received in enumerate(r for r in sink.requests if r.signal == "metrics"):
         for resource_metrics in received.request.resource_metrics:
             for scope_metrics in resource_metrics.scope_metrics:
@@ -358,6 +361,25 @@ def test_spans_that_ended_long_ago_are_counted_but_not_in_the_success_rate_windo
         "STATUS_CODE_UNSET": 100 - 33, "STATUS_CODE_ERROR": 33}
     (rate,) = last(otlp_sink, SUCCESS_RATE).points()
     assert rate.as_double == (30 - 3) / 30
+
+
+@pytest.mark.parametrize("max_size", ["2", "20"])
+def test_small_bucket_budget_exports_a_coarser_but_consistent_histogram(
+    otlp_sink: OtlpSink, tmp_path: Path, max_size: str
+) -> None:
+    """OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE caps the buckets a backend stores; the lower scale must still
+    hold every count, with each exact percentile inside the bucket that holds its rank."""
+    durations = lognormal_ns(seed=31, count=1000, median_ms=30, sigma=2.0)
+    run_app({"batches": [[operation("GET /wide", durations)]]}, tmp_path,
+            **metric_variables(otlp_sink, OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE=max_size))
+
+    (point,) = last(otlp_sink, DURATION).points()
+    histogram = Exponential.of(point)
+    assert len(histogram.counts) <= int(max_size)
+    assert histogram.scale >= -10, "OTLP's lowest scale"
+    assert point.count == histogram.total() == len(durations)
+    for quantile in QUANTILES.values():
+        check_quantile(histogram, durations, quantile)
 
 
 # ---------------------------------------------------------------- 2. the monitor and the metrics agree
@@ -641,14 +663,16 @@ def test_operation_cap_keeps_first_operations_and_counts_the_rest_as_overflow(
     otlp_sink: OtlpSink, tmp_path: Path
 ) -> None:
     """Past OTEL_EXT_MAX_OPERATIONS the series count stays bounded (cap + one overflow per kind),
-    and no call goes uncounted."""
+    no call goes uncounted, and overflowed spans are still judged slow by their own name's threshold."""
     names = _user_paths(10_000)
+    durations = [(1 + index % 2) * 1_000_000 for index in range(len(names))]  # 1 ms, 2 ms, ...
     spec = {"batches": [[
-        {"names": names, "kind": "SERVER", "durations_ns": [2_000_000] * len(names)},
+        {"names": names, "kind": "SERVER", "durations_ns": durations},
         operation("consume orders", [1_000_000] * 3, kind="CONSUMER"),
     ]]}
     run_app(spec, tmp_path, **metric_variables(otlp_sink, OTEL_EXT_FOLD_NAME_IDS="false",
-                                               OTEL_EXT_MAX_OPERATIONS="100"))
+                                               OTEL_EXT_MAX_OPERATIONS="100",
+                                               OTEL_EXT_SLOW_THRESHOLDS="GET /users/*=1.5"))
 
     points = last(otlp_sink, DURATION).points()
     server = by_operation(p for p in points if attributes(p)["span.kind"] == "SPAN_KIND_SERVER")
@@ -661,3 +685,7 @@ def test_operation_cap_keeps_first_operations_and_counts_the_rest_as_overflow(
     calls = last(otlp_sink, CALLS).points()
     assert sum(p.as_int for p in calls if attributes(p)["span.kind"] == "SPAN_KIND_SERVER") == 10_000
     assert len({attributes(p)["span.name"] for p in calls}) == 101
+    slow = by_operation(p for p in last(otlp_sink, SLOW_CALLS).points()
+                        if attributes(p)["span.kind"] == "SPAN_KIND_SERVER")
+    assert slow["otel_ext.overflow"].as_int == sum(d >= 1_500_000 for d in durations[100:]) == 4950
+    assert sum(slow[name].as_int for name in names[:100]) == 50

@@ -8,6 +8,7 @@ B06, B19, B21, B22 and B25 are in ``tests/otel_ext/integrations/test_sentry.py``
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,9 @@ def _endpoint(sink: OtlpSink, protocol: str) -> str:
     return sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
 
 
-def _operation_points(sink: OtlpSink, metric_name: str) -> dict[int, list[tuple[dict[str, object], object]]]:
+def _operation_points(sink: OtlpSink, metric_name: str) -> dict[int, list[tuple[dict[str, Any], Any]]]:
     """otel-ext's ``metric_name`` points per process.pid, from each process's last export: (attributes, point)."""
-    latest: dict[int, list[tuple[dict[str, object], object]]] = {}
+    latest: dict[int, list[tuple[dict[str, Any], Any]]] = {}
     for received in sink.requests:
         if received.signal != "metrics":
             continue
@@ -316,3 +317,22 @@ def test_b03_forked_child_exports_only_its_own_operation_metrics(otlp_sink: Otlp
               for pid, points in _operation_points(otlp_sink, "otel_ext.operation.calls").items()}
     (child_start,), (parent_start,) = starts[child_pid], starts[parent_pid]
     assert child_start > parent_start, "the child's cumulative series start at the fork, not at the parent's start"
+
+
+def test_b03_forked_child_does_not_re_export_the_parents_app_counts(otlp_sink: OtlpSink) -> None:
+    """The app's own counter (3 jobs before the fork, 1 in the child): summed over processes a dashboard must
+    read 4 jobs. otel-ext gives the child's export the child's pid, so it must carry the child's count only
+    (the SDK keeps instrument totals across fork; otel-ext resets them in the child)."""
+    run = run_plain("fork_with_app_counter",
+                    **otlp_variables(otlp_sink.grpc_endpoint, "grpc", OTEL_METRICS_EXPORTER="otlp"))
+    assert run.returncode == 0, run.stderr
+    outcome = run.result
+    assert outcome["child_status"] == 0
+    jobs: dict[int, int] = {}
+    for metric in otlp_sink.metrics():
+        if metric.name == "scenario.jobs":
+            (point,) = metric.points
+            jobs[metric.resource["process.pid"]] = int(point.value or 0)
+    assert _calls_by_pid(otlp_sink)[outcome["child_pid"]] == {("child.job", "STATUS_CODE_UNSET"): 1}
+    assert jobs[outcome["parent_pid"]] == 3
+    assert jobs == {outcome["parent_pid"]: 3, outcome["child_pid"]: 1}, jobs

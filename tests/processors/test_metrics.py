@@ -12,7 +12,6 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import Counter as SdkCounter
@@ -20,6 +19,7 @@ from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    DataPointT,
     ExponentialHistogram,
     ExponentialHistogramDataPoint,
     Gauge,
@@ -29,10 +29,12 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricsData,
+    NumberDataPoint,
     Sum,
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AnyValue
 
 import processors._internal.errors as errors_module
 from processors import (
@@ -123,7 +125,7 @@ def bucket_estimate(scale: int, index: int) -> float:
 
 def expected_buckets(durations_ns: Sequence[int], scale: int) -> dict[int, int]:
     """Count per bucket index at ``scale`` of durations that sit unambiguously inside a bucket."""
-    indices = Counter()
+    indices: Counter[int] = Counter()
     for duration in durations_ns:
         if duration > 0:
             (index,) = allowed_indices(seconds(duration), scale)
@@ -218,17 +220,79 @@ def by_name(metrics: Sequence[Metric]) -> dict[str, Metric]:
     return named
 
 
-def only_point(metric: Metric, span_name: str = "GET /books") -> Any:
-    points = [point for point in metric.data.data_points if point.attributes["span.name"] == span_name]
+def attributes_of(point: DataPointT) -> dict[str, AnyValue]:
+    """A point's attributes as a plain dict (the SDK types them as optional)."""
+    return dict(point.attributes or {})
+
+
+def str_attribute(point: DataPointT, key: str) -> str:
+    value = attributes_of(point)[key]
+    assert isinstance(value, str), (key, value)
+    return value
+
+
+def value_of(point: DataPointT) -> int | float:
+    """The value of a counter or gauge point."""
+    assert isinstance(point, NumberDataPoint), point
+    return point.value
+
+
+def temporality_of(metric: Metric) -> AggregationTemporality:
+    """The aggregation temporality of a sum or histogram metric (a gauge has none)."""
+    assert not isinstance(metric.data, Gauge), metric
+    return metric.data.aggregation_temporality
+
+
+def exponential_points(metric: Metric) -> list[ExponentialHistogramDataPoint]:
+    assert isinstance(metric.data, ExponentialHistogram), metric.data
+    return list(metric.data.data_points)
+
+
+def only_point(metric: Metric, span_name: str = "GET /books") -> DataPointT:
+    points = [point for point in metric.data.data_points if attributes_of(point)["span.name"] == span_name]
     assert len(points) == 1, points
     return points[0]
 
 
-def calls_by_status(metric: Metric, span_name: str = "GET /books") -> dict[str, int]:
-    points = [point for point in metric.data.data_points if point.attributes["span.name"] == span_name]
-    result = {point.attributes["status.code"]: point.value for point in points}
+def only_number_point(metric: Metric, span_name: str = "GET /books") -> NumberDataPoint:
+    point = only_point(metric, span_name)
+    assert isinstance(point, NumberDataPoint), point
+    return point
+
+
+def only_histogram_point(
+    metric: Metric, span_name: str = "GET /books"
+) -> HistogramDataPoint | ExponentialHistogramDataPoint:
+    """The point of a duration histogram, whichever its aggregation (count, sum and times are common to both)."""
+    point = only_point(metric, span_name)
+    assert isinstance(point, (HistogramDataPoint, ExponentialHistogramDataPoint)), point
+    return point
+
+
+def only_explicit_point(metric: Metric, span_name: str = "GET /books") -> HistogramDataPoint:
+    point = only_point(metric, span_name)
+    assert isinstance(point, HistogramDataPoint), point
+    return point
+
+
+def only_exponential_point(metric: Metric, span_name: str = "GET /books") -> ExponentialHistogramDataPoint:
+    point = only_point(metric, span_name)
+    assert isinstance(point, ExponentialHistogramDataPoint), point
+    return point
+
+
+def calls_by_status(metric: Metric, span_name: str = "GET /books") -> dict[str, int | float]:
+    points = [point for point in metric.data.data_points if attributes_of(point)["span.name"] == span_name]
+    result = {str_attribute(point, "status.code"): value_of(point) for point in points}
     assert len(result) == len(points)
     return result
+
+
+def exact_quantile_ns(durations_ns: Sequence[int], quantile: float) -> int:
+    """``exact_quantile`` of integer durations: one of them, so an int."""
+    exact = exact_quantile(durations_ns, quantile)
+    assert isinstance(exact, int), exact
+    return exact
 
 
 # --- downscale / subtract_buckets ---------------------------------------------------------------------
@@ -328,7 +392,7 @@ def test_cumulative_exponential_point_count_sum_zeros_min_max_and_attributes(
     assert duration.unit == "s"
     point = only_point(duration)
     assert isinstance(point, ExponentialHistogramDataPoint)
-    assert dict(point.attributes) == OPERATION
+    assert attributes_of(point) == OPERATION
     assert (point.start_time_unix_nano, point.time_unix_nano) == (store.start_time_ns, now)
     assert point.count == len(durations)
     assert point.zero_count == 2
@@ -351,11 +415,13 @@ def test_percentiles_read_from_exported_buckets_match_exact(
     rng = random.Random(f"pct-{expect_downscaled}-{draw}")
     durations = [max(1, draw(rng)) for _ in range(2_000)]
     record(tracer, durations)
-    point = only_point(by_name(OperationMetrics(store).collect(CUMULATIVE, CUMULATIVE, now=T0_NS))[DURATION_METRIC])
+    point = only_exponential_point(
+        by_name(OperationMetrics(store).collect(CUMULATIVE, CUMULATIVE, now=T0_NS))[DURATION_METRIC]
+    )
     assert (point.scale < DEFAULT_SCALE) is expect_downscaled, point.scale
     accuracy = relative_accuracy(point.scale)
     for quantile in (0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
-        exact = exact_quantile(durations, quantile)
+        exact = exact_quantile_ns(durations, quantile)
         index = point_rank_bucket(point, quantile)
         assert index is not None
         assert index in allowed_indices(seconds(exact), point.scale), (quantile, index, exact)
@@ -384,7 +450,7 @@ def test_explicit_point_counts_with_le_semantics(clock: Clock) -> None:
     assert isinstance(duration.data, Histogram)
     point = only_point(duration)
     assert isinstance(point, HistogramDataPoint)
-    assert dict(point.attributes) == OPERATION
+    assert attributes_of(point) == OPERATION
     assert list(point.explicit_bounds) == list(DEFAULT_EXPLICIT_BOUNDS_S)
     assert list(point.bucket_counts) == le_counts(durations, DEFAULT_EXPLICIT_BOUNDS_S)
     assert point.count == len(durations) == sum(point.bucket_counts)
@@ -410,8 +476,8 @@ def test_calls_counter_per_status_code(tracer: Tracer, store: OperationStatsStor
     assert calls_by_status(calls) == {"STATUS_CODE_UNSET": 5, "STATUS_CODE_OK": 3, "STATUS_CODE_ERROR": 2}
     assert calls_by_status(calls, "GET /authors") == {"STATUS_CODE_OK": 4}
     for point in calls.data.data_points:
-        assert {key: value for key, value in point.attributes.items() if key != "status.code"} == {
-            **OPERATION, "span.name": point.attributes["span.name"]
+        assert {key: value for key, value in attributes_of(point).items() if key != "status.code"} == {
+            **OPERATION, "span.name": attributes_of(point)["span.name"]
         }
         assert point.start_time_unix_nano == store.start_time_ns
 
@@ -425,8 +491,8 @@ def test_slow_calls_counter_uses_the_store_threshold(tracer: Tracer, store: Oper
     threshold_ns = round(store.rules.default_ms * NS_PER_MS)
     assert threshold_ns == SECOND
     slow = metrics[SLOW_CALLS_METRIC]
-    assert only_point(slow).value == sum(1 for duration in durations if duration >= threshold_ns) == 3
-    assert only_point(slow, "GET /fast").value == 0, "a cumulative zero is exported so rate() reads 0"
+    assert only_number_point(slow).value == sum(1 for duration in durations if duration >= threshold_ns) == 3
+    assert only_number_point(slow, "GET /fast").value == 0, "a cumulative zero is exported so rate() reads 0"
 
 
 def test_success_rate_gauge_over_the_shortest_window(tracer: Tracer, store: OperationStatsStore) -> None:
@@ -438,8 +504,8 @@ def test_success_rate_gauge_over_the_shortest_window(tracer: Tracer, store: Oper
     metrics = by_name(OperationMetrics(store).collect(CUMULATIVE, CUMULATIVE, now=now))
     gauge = metrics[SUCCESS_RATE_METRIC]
     assert isinstance(gauge.data, Gauge)
-    point = only_point(gauge)
-    assert dict(point.attributes) == OPERATION
+    point = only_number_point(gauge)
+    assert attributes_of(point) == OPERATION
     assert point.value == (8 - 2) / 8
     assert (point.start_time_unix_nano, point.time_unix_nano) == (now - 60 * SECOND, now)
     # The counters still hold every call since start.
@@ -460,18 +526,18 @@ def test_delta_points_hold_only_new_spans(tracer: Tracer, store: OperationStatsS
     metrics = OperationMetrics(store)
     t1, t2 = T0_NS + 10 * SECOND, T0_NS + 70 * SECOND
     first = by_name(metrics.collect(DELTA, DELTA, now=t1))
-    first_point = only_point(first[DURATION_METRIC])
+    first_point = only_histogram_point(first[DURATION_METRIC])
     assert first_point.count == 310
     assert first_point.start_time_unix_nano == store.start_time_ns
-    assert first[DURATION_METRIC].data.aggregation_temporality is DELTA
-    assert first[CALLS_METRIC].data.aggregation_temporality is DELTA
+    assert temporality_of(first[DURATION_METRIC]) is DELTA
+    assert temporality_of(first[CALLS_METRIC]) is DELTA
 
     second_books = unambiguous(rng, log_uniform(1_000, 3 * SECOND), 120) + [0]
     record(tracer, second_books, end_ns=T0_NS + 30 * SECOND)
     record(tracer, [2_100_000_000] * 3, end_ns=T0_NS + 30 * SECOND, code=StatusCode.ERROR)
     second = by_name(metrics.collect(DELTA, DELTA, now=t2))
-    durations = second[DURATION_METRIC].data.data_points
-    assert [point.attributes["span.name"] for point in durations] == ["GET /books"], "no point without new spans"
+    durations = exponential_points(second[DURATION_METRIC])
+    assert [attributes_of(point)["span.name"] for point in durations] == ["GET /books"], "no point without new spans"
     point = durations[0]
     new = second_books + [2_100_000_000] * 3
     assert (point.start_time_unix_nano, point.time_unix_nano) == (t1, t2)
@@ -486,7 +552,7 @@ def test_delta_points_hold_only_new_spans(tracer: Tracer, store: OperationStatsS
     assert all(p.start_time_unix_nano == t1 and p.time_unix_nano == t2 for p in calls.data.data_points)
     slow = second[SLOW_CALLS_METRIC].data.data_points
     expected_slow = sum(1 for duration in new if duration >= SECOND)
-    assert [(p.attributes["span.name"], p.value) for p in slow] == [("GET /books", expected_slow)]
+    assert [(attributes_of(p)["span.name"], value_of(p)) for p in slow] == [("GET /books", expected_slow)]
 
     third = by_name(metrics.collect(DELTA, DELTA, now=t2 + 60 * SECOND))
     assert DURATION_METRIC not in third and CALLS_METRIC not in third and SLOW_CALLS_METRIC not in third
@@ -501,12 +567,12 @@ def test_explicit_delta_points_hold_only_new_spans(clock: Clock) -> None:
     first = [5 * NS_PER_MS, 10 * NS_PER_MS, 10 * NS_PER_MS + 1, 2 * SECOND]
     record(tracer, first)
     t1 = T0_NS + SECOND
-    point = only_point(by_name(metrics.collect(DELTA, DELTA, now=t1))[DURATION_METRIC])
+    point = only_explicit_point(by_name(metrics.collect(DELTA, DELTA, now=t1))[DURATION_METRIC])
     assert list(point.bucket_counts) == le_counts(first, bounds) == [2, 1, 0, 1]
     second = [100 * NS_PER_MS, 100 * NS_PER_MS + 1, SECOND, 3 * NS_PER_MS]
     record(tracer, second, end_ns=T0_NS + 2 * SECOND)
     t2 = T0_NS + 3 * SECOND
-    point = only_point(by_name(metrics.collect(DELTA, DELTA, now=t2))[DURATION_METRIC])
+    point = only_explicit_point(by_name(metrics.collect(DELTA, DELTA, now=t2))[DURATION_METRIC])
     assert list(point.bucket_counts) == le_counts(second, bounds) == [1, 1, 2, 0]
     assert point.count == 4
     assert point.sum == pytest.approx(sum(second) / SECOND, rel=1e-12)
@@ -518,7 +584,9 @@ def test_delta_after_fork_like_reset_starts_afresh(clock: Clock, store: Operatio
     """Guards a forked worker's first delta subtracting the parent's totals (negative or missing points)."""
     record(tracer, [NS_PER_MS] * 50, end_ns=T0_NS - SECOND)
     metrics = OperationMetrics(store)
-    assert only_point(by_name(metrics.collect(DELTA, DELTA, now=T0_NS + SECOND))[DURATION_METRIC]).count == 50
+    assert only_histogram_point(
+        by_name(metrics.collect(DELTA, DELTA, now=T0_NS + SECOND))[DURATION_METRIC]
+    ).count == 50
 
     clock.now_ns = T0_NS + 20 * SECOND
     store._init_aggregates()  # noqa: SLF001 - what the store's at-fork hook runs in the child
@@ -526,7 +594,7 @@ def test_delta_after_fork_like_reset_starts_afresh(clock: Clock, store: Operatio
     record(tracer, [3 * NS_PER_MS] * 7, end_ns=T0_NS + 25 * SECOND)
     now = T0_NS + 30 * SECOND
     after = by_name(metrics.collect(DELTA, DELTA, now=now))
-    point = only_point(after[DURATION_METRIC])
+    point = only_histogram_point(after[DURATION_METRIC])
     assert point.count == 7
     assert point.sum == pytest.approx(7 * 3 * NS_PER_MS / SECOND)
     assert (point.start_time_unix_nano, point.time_unix_nano) == (store.start_time_ns, now)
@@ -550,7 +618,7 @@ def test_monitor_p95_lies_in_the_exported_p95_bucket(
     record(tracer, durations)
     (stats,) = store.snapshot(60)
     assert stats.count == len(durations)
-    point = only_point(by_name(OperationMetrics(store, exponential_max_size=160).collect(
+    point = only_exponential_point(by_name(OperationMetrics(store, exponential_max_size=160).collect(
         CUMULATIVE, CUMULATIVE, now=T0_NS))[DURATION_METRIC])
     assert len(point.positive.bucket_counts) <= 160
     for quantile, monitor_ms in ((0.5, stats.p50_ms), (0.95, stats.p95_ms), (0.99, stats.p99_ms)):
@@ -565,14 +633,14 @@ def test_merging_two_processes_points_gives_the_union_percentiles(clock: Clock) 
     rng = random.Random(77)
     fast = [max(1, lognormal(8, 0.15)(rng)) for _ in range(4_000)]
     slow = [max(1, log_uniform(50 * NS_PER_MS, 40 * SECOND)(rng)) for _ in range(400)]
-    points = []
+    points: list[ExponentialHistogramDataPoint] = []
     for durations in (fast, slow):
         store = OperationStatsStore(clock=clock)
         provider = provider_with(OperationStatsProcessor(store))
         record(provider.get_tracer("t"), durations)
         provider.shutdown()
-        points.append(only_point(by_name(OperationMetrics(store).collect(CUMULATIVE, CUMULATIVE, now=T0_NS))[
-            DURATION_METRIC]))
+        metrics = by_name(OperationMetrics(store).collect(CUMULATIVE, CUMULATIVE, now=T0_NS))
+        points.append(only_exponential_point(metrics[DURATION_METRIC]))
     assert points[0].attributes == points[1].attributes
     assert points[0].scale != points[1].scale, "the test needs points at different scales"
     scale = min(point.scale for point in points)
@@ -587,7 +655,7 @@ def test_merging_two_processes_points_gives_the_union_percentiles(clock: Clock) 
     union = fast + slow
     assert sum(counts) + zero_count == sum(point.count for point in points) == len(union)
     for quantile in (0.5, 0.9, 0.95, 0.99):
-        exact = exact_quantile(union, quantile)
+        exact = exact_quantile_ns(union, quantile)
         index = rank_bucket(zero_count, offset, counts, len(union), quantile)
         assert index is not None
         assert index in allowed_indices(seconds(exact), scale), quantile
@@ -663,9 +731,9 @@ def test_reader_exports_operation_metrics_without_app_instruments(
     assert set(exported) == {"otel_ext"}
     own = exported["otel_ext"]
     assert set(own) == {DURATION_METRIC, CALLS_METRIC, SLOW_CALLS_METRIC, SUCCESS_RATE_METRIC}
-    assert own[CALLS_METRIC].data.aggregation_temporality is CUMULATIVE, "the exporter's default preference"
+    assert temporality_of(own[CALLS_METRIC]) is CUMULATIVE, "the exporter's default preference"
     assert calls_by_status(own[CALLS_METRIC]) == {"STATUS_CODE_UNSET": 4}
-    assert only_point(own[DURATION_METRIC]).count == 4
+    assert only_histogram_point(own[DURATION_METRIC]).count == 4
 
 
 def test_reader_exports_app_and_operation_metrics_under_one_resource(
@@ -679,7 +747,7 @@ def test_reader_exports_app_and_operation_metrics_under_one_resource(
     exported = scopes(exporter.exported[-1])
     assert set(exported) == {"shop", "otel_ext"}
     (orders,) = exported["shop"]["orders"].data.data_points
-    assert orders.value == 3
+    assert value_of(orders) == 3
     assert calls_by_status(exported["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 2}
 
 
@@ -699,15 +767,15 @@ def test_reader_honours_the_exporters_delta_preference(store: OperationStatsStor
         provider.shutdown()
     first, second = scopes(exporter.exported[0]), scopes(exporter.exported[1])
     for exported in (first, second):
-        assert exported["shop"]["orders"].data.aggregation_temporality is DELTA
-        assert exported["otel_ext"][CALLS_METRIC].data.aggregation_temporality is DELTA
+        assert temporality_of(exported["shop"]["orders"]) is DELTA
+        assert temporality_of(exported["otel_ext"][CALLS_METRIC]) is DELTA
         if SLOW_CALLS_METRIC in exported["otel_ext"]:  # a delta with no new slow call has no point at all
-            assert exported["otel_ext"][SLOW_CALLS_METRIC].data.aggregation_temporality is DELTA
-        assert exported["otel_ext"][DURATION_METRIC].data.aggregation_temporality is DELTA
-    assert [p.value for p in second["shop"]["orders"].data.data_points] == [1]
+            assert temporality_of(exported["otel_ext"][SLOW_CALLS_METRIC]) is DELTA
+        assert temporality_of(exported["otel_ext"][DURATION_METRIC]) is DELTA
+    assert [value_of(p) for p in second["shop"]["orders"].data.data_points] == [1]
     assert calls_by_status(second["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 2}
-    second_point = only_point(second["otel_ext"][DURATION_METRIC])
-    first_point = only_point(first["otel_ext"][DURATION_METRIC])
+    second_point = only_histogram_point(second["otel_ext"][DURATION_METRIC])
+    first_point = only_histogram_point(first["otel_ext"][DURATION_METRIC])
     assert second_point.count == 2
     assert second_point.sum == pytest.approx(2 * 7 * NS_PER_MS / SECOND)
     assert second_point.start_time_unix_nano == first_point.time_unix_nano
@@ -738,7 +806,7 @@ def test_reader_logs_operation_metrics_failure_once_and_still_exports_app_metric
     for data, total in zip(exporter.exported, (2, 7), strict=True):
         exported = scopes(data)
         assert set(exported) == {"shop"}
-        assert [p.value for p in exported["shop"]["orders"].data.data_points] == [total]
+        assert [value_of(p) for p in exported["shop"]["orders"].data.data_points] == [total]
     errors = [r for r in caplog.records if r.name == METRICS_LOGGER and r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert "collecting operation metrics" in errors[0].getMessage()
@@ -758,5 +826,5 @@ def test_shutdown_exports_a_final_collection_with_the_last_spans(store: Operatio
     assert len(exporter.exported) == exported_before + 1
     final = scopes(exporter.exported[-1])["otel_ext"]
     assert calls_by_status(final[CALLS_METRIC]) == {"STATUS_CODE_UNSET": 3, "STATUS_CODE_ERROR": 4}
-    assert only_point(final[DURATION_METRIC]).count == 7
+    assert only_histogram_point(final[DURATION_METRIC]).count == 7
     assert exporter.shut_down

@@ -12,9 +12,17 @@ import logging
 import os
 from collections.abc import Mapping
 
-from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_PROMETHEUS_HOST, OTEL_EXPORTER_PROMETHEUS_PORT
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_PROMETHEUS_HOST,
+    OTEL_EXPORTER_PROMETHEUS_PORT,
+)
 
-from processors import HistogramAggregation, OperationMetrics, OperationMetricsMixin, OperationStatsStore
+from processors import (
+    HistogramAggregation,
+    OperationMetrics,
+    OperationMetricsMixin,
+    OperationStatsStore,
+)
 
 try:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader

@@ -30,25 +30,26 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 
-def emit(tracer: trace.Tracer, operations: list[dict[str, object]], concurrent: bool = False) -> int:
+def emit(tracer: trace.Tracer, operations: list[dict[str, Any]], concurrent: bool = False) -> int:
     if concurrent:
         with ThreadPoolExecutor(len(operations)) as pool:
             return sum(pool.map(lambda operation: emit(tracer, [operation]), operations))
     created = 0
     for operation in operations:
-        durations = list(operation["durations_ns"])  # type: ignore[call-overload]
+        durations = list(operation["durations_ns"])
         names = operation.get("names") or [operation["name"]] * len(durations)
         kind = SpanKind[str(operation.get("kind", "INTERNAL"))]
-        errors = set(operation.get("errors", ()))  # type: ignore[call-overload]
-        oks = set(operation.get("oks", ()))  # type: ignore[call-overload]
-        ago_ns = int(float(operation.get("ended_ago_s", 0)) * 1e9)  # type: ignore[arg-type]
-        pause_every, pause_s = int(operation.get("pause_every", 0)), float(operation.get("pause_s", 0))  # type: ignore[arg-type]
-        for index, (name, duration_ns) in enumerate(zip(names, durations, strict=True)):  # type: ignore[call-overload]
+        errors = set(operation.get("errors", ()))
+        oks = set(operation.get("oks", ()))
+        ago_ns = int(float(operation.get("ended_ago_s", 0)) * 1e9)
+        pause_every, pause_s = int(operation.get("pause_every", 0)), float(operation.get("pause_s", 0))
+        for index, (name, duration_ns) in enumerate(zip(names, durations, strict=True)):
             end = time.time_ns() - ago_ns
             span = tracer.start_span(str(name), kind=kind, start_time=end - int(duration_ns))
             if index in errors:
@@ -62,7 +63,7 @@ def emit(tracer: trace.Tracer, operations: list[dict[str, object]], concurrent: 
     return created
 
 
-def monitor(query: str) -> dict[str, object]:
+def monitor(query: str) -> dict[str, Any]:
     port = os.environ["OTEL_EXT_MONITOR_PORT"].split("-")[0]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/monitoring/performance?{query}", timeout=5) as response:
         return json.load(response)  # type: ignore[no-any-return]

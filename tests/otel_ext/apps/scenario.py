@@ -216,6 +216,25 @@ def fork_child_spans() -> None:
     result({"child_pid": child, "child_status": status, "parent_pid": os.getpid()})
 
 
+def fork_with_app_counter() -> None:
+    """B03 with the app's own instrument: 3 jobs counted in the parent, then 1 in a forked child."""
+    import otel_ext
+
+    handle = otel_ext.configure()
+    jobs = metrics.get_meter("scenario").create_counter("scenario.jobs")
+    for _ in range(3):
+        with tracer.start_as_current_span("parent.job"):
+            jobs.add(1)
+    child = os.fork()
+    if child == 0:
+        with tracer.start_as_current_span("child.job"):
+            jobs.add(1)
+        handle.shutdown()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    result({"child_pid": child, "child_status": status, "parent_pid": os.getpid()})
+
+
 def _pool_work(index: int) -> None:
     with tracer.start_as_current_span("pool.op", attributes={"index": index}):
         pass
