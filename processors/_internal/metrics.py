@@ -326,16 +326,12 @@ class OperationMetrics:
         window_s = self.store.windows_s[0]
         points = [
             NumberDataPoint(
-                {
-                    SERVICE_NAME_ATTRIBUTE: stats.service,
-                    SPAN_NAME_ATTRIBUTE: stats.name,
-                    SPAN_KIND_ATTRIBUTE: f"SPAN_KIND_{stats.kind}",
-                },
+                {SERVICE_NAME_ATTRIBUTE: service, SPAN_NAME_ATTRIBUTE: name, SPAN_KIND_ATTRIBUTE: _kind_label(kind)},
                 now - window_s * 1_000_000_000,
                 now,
-                stats.success_rate,
+                (calls - errors) / calls,
             )
-            for stats in self.store.snapshot(window_s)
+            for service, name, kind, calls, errors in self.store.call_counts(window_s)
         ]
         return Metric(
             SUCCESS_RATE_METRIC,

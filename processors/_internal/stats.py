@@ -14,7 +14,7 @@ import weakref
 from array import array
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -280,26 +280,48 @@ class OperationStatsStore:
         ``operation`` is an exact name (even one with glob characters, such
         as ``GET /items/[id]``) or a glob (``GET /books*``).
         """
-        window_position = self.windows_s.index(window_s)
-        slots_per_base = self._slots_per_base[window_position]
-        oldest_slot = self._clock() * SLOTS_PER_WINDOW // self._base_divisor // slots_per_base - (SLOTS_PER_WINDOW - 1)
-        matches = operation_filter(operation)
         result = []
         with self._lock:
             self._drain()
-            for op in self._operations.values():
-                if kind is not None and op.kind is not kind:
-                    continue
-                if not matches(op.name):
-                    continue
-                slots = [slot for slot in op.rings[window_position] if slot is not None and slot.index >= oldest_slot]
-                if op.open is not None and op.open.index // slots_per_base >= oldest_slot:
-                    slots.append(op.open)
+            for op, slots in self._window_slots(window_s, operation, kind):
                 stats = self._summarise(op, slots)
                 if stats is not None:
                     result.append(stats)
         result.sort(key=lambda stats: (stats.service, stats.name, stats.kind))
         return result
+
+    def call_counts(self, window_s: int) -> list[tuple[str, str, SpanKind, int, int]]:
+        """(service, name, kind, calls, errors) per operation over the last ``window_s`` seconds.
+
+        What ``snapshot`` counts, without merging histograms for percentiles:
+        a success-rate gauge reads this on every metric collection.
+        """
+        result = []
+        with self._lock:
+            self._drain()
+            for op, slots in self._window_slots(window_s, None, None):
+                calls = sum(slot.histogram.count for slot in slots)
+                if calls:
+                    result.append((op.service, op.name, op.kind, calls, sum(slot.errors for slot in slots)))
+        return result
+
+    def _window_slots(
+        self, window_s: int, operation: str | None, kind: SpanKind | None
+    ) -> Iterator[tuple[_Operation, list[_Slot]]]:
+        """Each matching operation with its slots inside the window; the caller holds the lock."""
+        window_position = self.windows_s.index(window_s)
+        slots_per_base = self._slots_per_base[window_position]
+        oldest_slot = self._clock() * SLOTS_PER_WINDOW // self._base_divisor // slots_per_base - (SLOTS_PER_WINDOW - 1)
+        matches = operation_filter(operation)
+        for op in self._operations.values():
+            if kind is not None and op.kind is not kind:
+                continue
+            if not matches(op.name):
+                continue
+            slots = [slot for slot in op.rings[window_position] if slot is not None and slot.index >= oldest_slot]
+            if op.open is not None and op.open.index // slots_per_base >= oldest_slot:
+                slots.append(op.open)
+            yield op, slots
 
     def totals(self) -> list[OperationTotals]:
         """Per operation, everything recorded since ``start_time_ns`` (reset in a forked child).
