@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
-from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
+from opentelemetry.environment_variables import (
+    OTEL_LOGS_EXPORTER,
+    OTEL_METRICS_EXPORTER,
+    OTEL_TRACES_EXPORTER,
+)
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_HEADERS,
@@ -30,6 +34,8 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_HEADERS,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_EXPORTER_PROMETHEUS_HOST,
+    OTEL_EXPORTER_PROMETHEUS_PORT,
     OTEL_RESOURCE_ATTRIBUTES,
     OTEL_TRACES_SAMPLER,
     OTEL_TRACES_SAMPLER_ARG,
@@ -41,8 +47,8 @@ from otel_ext.environment_variables import (
     OTEL_EXT_FOLD_NAME_IDS,
     OTEL_EXT_MAX_OPERATIONS,
     OTEL_EXT_METRICS_EXPLICIT_BOUNDS,
-    OTEL_EXT_METRICS_FILE,
     OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE,
+    OTEL_EXT_METRICS_FILE,
     OTEL_EXT_METRICS_HISTOGRAM,
     OTEL_EXT_MONITOR_HOST,
     OTEL_EXT_MONITOR_PORT,
@@ -76,6 +82,7 @@ __all__ = [
     "installed",
     "otlp_protocol",
     "parse_window",
+    "prometheus_address",
     "read_settings",
     "sampler_ratio",
     "timeout_problems",
@@ -95,6 +102,7 @@ _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600}
 _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
 _MIN_SECRET_LENGTH = 16
 _MAX_QUEUE_SIZE = 100_000  # each waiting exception keeps its traceback's frames alive
+_PROMETHEUS_HOST, _PROMETHEUS_PORT = "localhost", 9464  # the specification's defaults
 _MAX_EXPONENTIAL_SIZE = 4096  # the statistics histogram's own bucket budget
 # OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION values, as the specification names them
 _STANDARD_AGGREGATIONS = {
@@ -376,6 +384,19 @@ def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
     return Settings(**values), problems  # type: ignore[arg-type]
 
 
+def prometheus_address(environ: Mapping[str, str]) -> tuple[str, int, str | None]:
+    """(host, port, problem) for the Prometheus exporter; a bad port falls back to the specification's 9464."""
+    host = environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, "").strip() or _PROMETHEUS_HOST
+    raw = environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip()
+    if not raw:
+        return host, _PROMETHEUS_PORT, None
+    if raw.isdigit() and 1 <= int(raw) <= 65535:
+        return host, int(raw), None
+    return host, _PROMETHEUS_PORT, (
+        f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw!r} is invalid: expected a port 1-65535; using {_PROMETHEUS_PORT}"
+    )
+
+
 def sampler_ratio(environ: Mapping[str, str]) -> tuple[float | None, str | None]:
     """The ratio for a ratio sampler, or ``(None, problem)`` if the argument is unusable.
 
@@ -457,6 +478,9 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
                 f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}; using {otlp_protocol(raw)}"
             )
     problems.extend(timeout_problems(environ))
+    prometheus_problem = prometheus_address(environ)[2]
+    if prometheus_problem:
+        problems.append(prometheus_problem)
     for variable, group in EXPORTER_GROUPS.items():
         names = set(installed(group)) | {"none"}
         for name in (part.strip() for part in environ.get(variable, "").split(",")):

@@ -252,9 +252,13 @@ def _start_metrics(
         return None
     if hasattr(os, "register_at_fork"):
         provider_ref = weakref.ref(meter_provider)
-        os.register_at_fork(
-            after_in_child=lambda: (provider := provider_ref()) is not None and _forget_parent_measurements(provider)
-        )
+
+        def after_in_child() -> None:
+            provider = provider_ref()
+            if provider is not None:
+                _forget_parent_measurements(provider)
+
+        os.register_at_fork(after_in_child=after_in_child)
     return meter_provider
 
 

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 from opentelemetry.metrics import MeterProvider as ApiMeterProvider
 from opentelemetry.sdk.metrics._internal.instrument import (  # the keys readers map temporality by
@@ -70,11 +71,19 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
+
+def _installed_version() -> str:
+    try:
+        return version("otel-ext")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return ""
+
+
 DURATION_METRIC = "otel_ext.operation.duration"
 CALLS_METRIC = "otel_ext.operation.calls"
 SLOW_CALLS_METRIC = "otel_ext.operation.slow_calls"
 SUCCESS_RATE_METRIC = "otel_ext.operation.success_rate"
-# The dimensions the Collector's spanmetrics connector uses, so dashboards built for it work.
+# The dimensions, and their values, that the Collector's spanmetrics connector uses.
 SERVICE_NAME_ATTRIBUTE = "service.name"
 SPAN_NAME_ATTRIBUTE = "span.name"
 SPAN_KIND_ATTRIBUTE = "span.kind"
@@ -85,7 +94,7 @@ DEFAULT_EXPLICIT_BOUNDS_S: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
 DEFAULT_EXPONENTIAL_MAX_SIZE = 160  # the SDK's default for base-2 exponential histograms
-_SCOPE = InstrumentationScope("otel_ext", "0.1.0")
+_SCOPE = InstrumentationScope("otel_ext", _installed_version())
 _NS_PER_S = 1e9
 
 

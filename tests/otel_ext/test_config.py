@@ -9,6 +9,7 @@ from otel_ext._internal.config import (
     check_standard_variables,
     otlp_protocol,
     parse_window,
+    prometheus_address,
     read_settings,
     sampler_ratio,
     window_label,
@@ -404,3 +405,16 @@ def test_bad_exponential_max_size_names_variable_value_accepted_form_and_fallbac
             "e.g. 160; using 160"
         )
     ]
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "65536", "-1", "9464.5"])
+def test_bad_prometheus_port_is_reported_and_the_default_used(value: str) -> None:
+    """Guards a typo in the scrape port crashing start-up or binding a port nobody scrapes, silently."""
+    environ = {"OTEL_EXPORTER_PROMETHEUS_PORT": value}
+    assert check_standard_variables(environ) == [
+        f"OTEL_EXPORTER_PROMETHEUS_PORT={value!r} is invalid: expected a port 1-65535; using 9464"
+    ]
+    assert prometheus_address(environ) == ("localhost", 9464, check_standard_variables(environ)[0])
+    assert prometheus_address({"OTEL_EXPORTER_PROMETHEUS_PORT": " 9470 ", "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1"}) == (
+        "127.0.0.1", 9470, None
+    )

@@ -12,11 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_PROMETHEUS_HOST,
-    OTEL_EXPORTER_PROMETHEUS_PORT,
-)
-
+from otel_ext._internal.config import prometheus_address
 from processors import (
     HistogramAggregation,
     OperationMetrics,
@@ -32,12 +28,9 @@ except ImportError as error:  # the one place the optional dependency is importe
         "opentelemetry-exporter-prometheus is not installed; install the extra: pip install 'otel-ext[prometheus]'"
     ) from error
 
-__all__ = ["PrometheusOperationMetricsReader", "prometheus_address", "start_prometheus_reader"]
+__all__ = ["PrometheusOperationMetricsReader", "start_prometheus_reader"]
 
 _logger = logging.getLogger("otel_ext")
-
-DEFAULT_HOST = "localhost"  # the specification's defaults for the Prometheus exporter
-DEFAULT_PORT = 9464
 
 
 class PrometheusOperationMetricsReader(OperationMetricsMixin, PrometheusMetricReader):
@@ -54,24 +47,12 @@ class PrometheusOperationMetricsReader(OperationMetricsMixin, PrometheusMetricRe
         super().__init__()
 
 
-def prometheus_address(environ: Mapping[str, str]) -> tuple[str, int, str | None]:
-    """(host, port, problem) from the standard variables; a bad port falls back to 9464."""
-    host = environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, "").strip() or DEFAULT_HOST
-    raw = environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip()
-    if not raw:
-        return host, DEFAULT_PORT, None
-    if raw.isdigit() and 1 <= int(raw) <= 65535:
-        return host, int(raw), None
-    return host, DEFAULT_PORT, (
-        f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw!r} is invalid: expected a port 1-65535; using {DEFAULT_PORT}"
-    )
-
-
 def start_prometheus_reader(store: OperationStatsStore, environ: Mapping[str, str]) -> PrometheusOperationMetricsReader:
-    """Serve ``/metrics`` on the standard host and port; raises OSError when the port is taken."""
-    host, port, problem = prometheus_address(environ)
-    if problem:
-        _logger.warning("otel-ext: %s", problem)
+    """Serve ``/metrics`` on the standard host and port; raises OSError when the port is taken.
+
+    A bad port is reported with the other standard variables' problems.
+    """
+    host, port, _ = prometheus_address(environ)
     start_http_server(port, addr=host)
     if hasattr(os, "register_at_fork"):
         parent = os.getpid()
