@@ -70,10 +70,10 @@ def test_demo_table_shows_slow_and_failing_endpoints(tmp_path: Path) -> None:
     for line in completed.stdout.splitlines():
         match = re.match(r"\s+(.+?)\s+(server|client|internal)\s+(\d+)\s+([\d.]+)%\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$", line)
         if match:
-            rows[match[1]] = (int(match[3]), float(match[4]), float(match[5]), int(match[8]))
-    search_calls, search_success, search_p50, search_slow = rows["GET /search"]
+            rows[match[1]] = (int(match[3]), float(match[4]), float(match[5]), int(match[8]), float(match[6]))
+    search_calls, search_success, search_p50, search_slow, _ = rows["GET /search"]
     assert search_slow == search_calls > 0 and search_success == 100.0 and search_p50 >= 1000
-    checkout_calls, checkout_success, _, _ = rows["POST /checkout"]
+    checkout_calls, checkout_success, _, _, _ = rows["POST /checkout"]
     failed = checkout_calls // 4  # the shop declines exactly every 4th payment
     assert checkout_success == round(100 * (checkout_calls - failed) / checkout_calls, 1)
     assert rows["GET /books"][1] == 100.0 and rows["GET /books"][3] == 0
@@ -83,3 +83,16 @@ def test_demo_table_shows_slow_and_failing_endpoints(tmp_path: Path) -> None:
     spans, slow = int(counts[1]), int(counts[2])
     assert slow == search_calls and spans > 120
     assert (tmp_path / "demo" / "spans.jsonl").exists()
+    # The metrics written beside the spans: same calls as the monitor, and the p95 a backend reads from the
+    # exported histogram within that histogram's resolution (scale >= 3 for these latencies: 4.33 %) of it.
+    exported = {}
+    for line in completed.stdout.splitlines():
+        match = re.match(r"\s+(.+?)\s+calls\s+(\d+)\s+p95 exported\s+([\d.]+) ms\s+monitor\s+([\d.]+) ms$", line)
+        if match:
+            exported[match[1]] = (int(match[2]), float(match[3]), float(match[4]))
+    server_rows = {name for name, row in rows.items() if name.startswith(("GET ", "POST "))}
+    assert set(exported) == server_rows, (exported, server_rows)
+    for name, (calls, p95_exported, p95_monitor) in exported.items():
+        assert calls == rows[name][0] and p95_monitor == rows[name][4], name
+        assert abs(p95_exported - p95_monitor) <= max(0.05 * p95_monitor, 0.1), (name, p95_exported, p95_monitor)
+    assert (tmp_path / "demo" / "metrics.jsonl").exists()
