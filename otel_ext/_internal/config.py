@@ -36,6 +36,8 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     OTEL_EXPORTER_PROMETHEUS_HOST,
     OTEL_EXPORTER_PROMETHEUS_PORT,
+    OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRIC_EXPORT_TIMEOUT,
     OTEL_RESOURCE_ATTRIBUTES,
     OTEL_TRACES_SAMPLER,
     OTEL_TRACES_SAMPLER_ARG,
@@ -81,6 +83,7 @@ __all__ = [
     "check_standard_variables",
     "installed",
     "otlp_protocol",
+    "metric_reader_problems",
     "parse_window",
     "prometheus_address",
     "read_settings",
@@ -103,7 +106,8 @@ _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
 _MIN_SECRET_LENGTH = 16
 _MAX_QUEUE_SIZE = 100_000  # each waiting exception keeps its traceback's frames alive
 _PROMETHEUS_HOST, _PROMETHEUS_PORT = "localhost", 9464  # the specification's defaults
-_MAX_EXPONENTIAL_SIZE = 4096  # the statistics histogram's own bucket budget
+_MAX_EXPONENTIAL_SIZE = 4096
+_MAX_EXPLICIT_BOUNDS = 200  # each bound is a series per operation in Prometheus  # the statistics histogram's own bucket budget
 # OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION values, as the specification names them
 _STANDARD_AGGREGATIONS = {
     "base2_exponential_bucket_histogram": HistogramAggregation.EXPONENTIAL,
@@ -139,7 +143,7 @@ class Settings:
     metrics_exponential_max_size: int = DEFAULT_EXPONENTIAL_MAX_SIZE
 
     def threshold_rules(self) -> ThresholdRules:
-        return ThresholdRules(self.slow_threshold_ms, self.slow_thresholds)
+        return ThresholdRules(self.slow_threshold_ms, self.slow_thresholds, self.fold_name_ids)
 
 
 def parse_milliseconds(text: str) -> float:
@@ -299,16 +303,33 @@ def parse_histogram_aggregation(text: str) -> HistogramAggregation:
         raise ValueError from None  # the accepted form says it better than the enum does
 
 
-def parse_bounds(text: str) -> tuple[float, ...]:
-    try:
-        bounds = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError from None
-    if not bounds or not all(math.isfinite(bound) and bound > 0 for bound in bounds):
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
         raise ValueError
-    if list(bounds) != sorted(set(bounds)):
+    return value
+
+
+def parse_bounds(text: str) -> tuple[float, ...]:
+    """Increasing bounds in seconds; bad entries are named and the others kept."""
+    bounds, bad = [], []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            bounds.append(_positive_seconds(entry))
+        except ValueError:
+            bad.append(entry)
+    if len(bounds) > _MAX_EXPLICIT_BOUNDS:
+        raise ValueError(f"{len(bounds)} bounds, more than {_MAX_EXPLICIT_BOUNDS}")
+    if bounds != sorted(set(bounds)):
         raise ValueError("not strictly increasing")
-    return bounds
+    if bad:
+        message = f"entries {', '.join(map(repr, bad))} are not numbers of seconds > 0"
+        if bounds:
+            raise PartlyInvalid(message, tuple(bounds))
+        raise ValueError(message)
+    if not bounds:
+        raise ValueError
+    return tuple(bounds)
 
 
 def parse_exponential_size(text: str) -> int:
@@ -351,9 +372,10 @@ _SETTINGS: tuple[tuple[str, str, Callable[[str], object], str, str], ...] = (
      "no user is sent to Sentry"),
     (OTEL_EXT_SENTRY_SEND_PII, "sentry_send_pii", parse_bool, "true or false", "using false"),
     (OTEL_EXT_METRICS_HISTOGRAM, "metrics_histogram", parse_histogram_aggregation, "exponential or explicit",
-     "using exponential"),
+     f"using {OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION}'s choice if set, else exponential"),
     (OTEL_EXT_METRICS_EXPLICIT_BOUNDS, "metrics_explicit_bounds_s", parse_bounds,
-     "increasing numbers of seconds > 0, e.g. '0.01,0.1,1,10'", "using the HTTP semantic conventions' bounds"),
+     f"at most {_MAX_EXPLICIT_BOUNDS} increasing numbers of seconds (not ms) > 0, e.g. '0.01,0.1,1,10'",
+     "using the HTTP semantic conventions' bounds"),
     (OTEL_EXT_METRICS_EXPONENTIAL_MAX_SIZE, "metrics_exponential_max_size", parse_exponential_size,
      f"a whole number 2..{_MAX_EXPONENTIAL_SIZE}, e.g. 160", "using 160"),
 )
@@ -377,7 +399,7 @@ def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
         except (ValueError, TypeError) as error:
             detail = f" ({error})" if str(error) else ""
             problems.append(f"{name}={shown} is invalid{detail}: expected {accepted}; {fallback}")
-    if not environ.get(OTEL_EXT_METRICS_HISTOGRAM, "").strip():  # empty means unset, as the specification says
+    if "metrics_histogram" not in values:  # unset (empty counts as unset, as the specification says) or invalid
         standard = environ.get(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, "").strip().lower()
         if standard in _STANDARD_AGGREGATIONS:
             values["metrics_histogram"] = _STANDARD_AGGREGATIONS[standard]
@@ -452,6 +474,29 @@ def timeout_problems(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
+_METRIC_READER_DEFAULTS_MS = {OTEL_METRIC_EXPORT_INTERVAL: 60_000, OTEL_METRIC_EXPORT_TIMEOUT: 30_000}
+
+
+def metric_reader_problems(environ: Mapping[str, str]) -> dict[str, tuple[int, str]]:
+    """Unusable ``OTEL_METRIC_EXPORT_*`` values: the value to use instead and the problem, per variable.
+
+    The SDK refuses to create a periodic reader for an interval of 0 or
+    less, and every metric of that exporter is then lost.
+    """
+    found = {}
+    for name, default in _METRIC_READER_DEFAULTS_MS.items():
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            valid = 0 < float(raw) < math.inf
+        except ValueError:
+            valid = False
+        if not valid:
+            found[name] = (default, f"{name}={raw!r} is invalid: expected a number of ms > 0, e.g. {default}; using {default}")
+    return found
+
+
 def _entries_without_value(raw: str) -> list[str]:
     return [entry.strip() for entry in raw.split(",") if entry.strip() and "=" not in entry]
 
@@ -478,9 +523,17 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
                 f"{name}={raw!r} is invalid: expected one of {', '.join(_PROTOCOLS)}; using {otlp_protocol(raw)}"
             )
     problems.extend(timeout_problems(environ))
+    aggregation = environ.get(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, "").strip()
+    if aggregation and aggregation.lower() not in _STANDARD_AGGREGATIONS:
+        problems.append(
+            f"{OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION}={aggregation!r} is invalid: expected "
+            f"{' or '.join(_STANDARD_AGGREGATIONS)}; the SDK uses explicit buckets for the app's histograms, "
+            f"otel-ext uses {OTEL_EXT_METRICS_HISTOGRAM} (default exponential) for its own"
+        )
     prometheus_problem = prometheus_address(environ)[2]
     if prometheus_problem:
         problems.append(prometheus_problem)
+    problems.extend(problem for _, problem in metric_reader_problems(environ).values())
     for variable, group in EXPORTER_GROUPS.items():
         names = set(installed(group)) | {"none"}
         for name in (part.strip() for part in environ.get(variable, "").split(",")):

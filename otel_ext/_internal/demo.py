@@ -186,6 +186,9 @@ def _app_environment(
             OTEL_EXT_SPANS_FILE=str(spans_file),
             OTEL_METRICS_EXPORTER="otlp_json_file",
             OTEL_EXT_METRICS_FILE=str(metrics_file),
+            # What the comparison with the monitor reads: running totals in exponential buckets.
+            OTEL_EXT_METRICS_HISTOGRAM="exponential",
+            OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="cumulative",
             OTEL_LOGS_EXPORTER="none",
         )
     return environment

@@ -262,7 +262,7 @@ class MonitorServer:
             taken = f"ports {first}-{last} on {self.host} are all in use"
             advice = "widen the range in OTEL_EXT_MONITOR_PORT"
         _logger.warning(
-            "otel-ext: monitor %s (pid %d); this process's statistics are not served (%s)", taken, os.getpid(), advice
+            "otel-ext: monitor %s; this process's (pid %d) statistics are not served (%s)", taken, os.getpid(), advice
         )
         return False
 
@@ -280,9 +280,9 @@ class MonitorServer:
                 if self._server is None:
                     self.start(attempts=_BIND_ATTEMPTS_AFTER_FORK)
 
-        self.store.on_first_record = lambda: threading.Thread(
-            target=start_once, name="otel-ext-monitor-start", daemon=True
-        ).start()
+        self.store.call_on_next_record(
+            lambda: threading.Thread(target=start_once, name="otel-ext-monitor-start", daemon=True).start()
+        )
 
     def _after_fork_in_parent(self) -> None:
         """A parent that has recorded no span frees the port now (before the next fork) and waits for one."""

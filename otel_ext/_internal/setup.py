@@ -34,6 +34,8 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRIC_EXPORT_TIMEOUT,
     OTEL_SDK_DISABLED,
     OTEL_TRACES_SAMPLER,
 )
@@ -56,6 +58,7 @@ from otel_ext._internal.config import (
     Settings,
     check_standard_variables,
     installed,
+    metric_reader_problems,
     otlp_protocol,
     read_settings,
     sampler_ratio,
@@ -179,7 +182,6 @@ def _build(settings: Settings, resource_attributes: dict[str, AttributeValue]) -
         settings.windows_s,
         settings.max_operations,
         explicit_bounds_s=settings.metrics_explicit_bounds_s if explicit else None,
-        fold_ids=settings.fold_name_ids,
     )
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
@@ -293,7 +295,13 @@ def _metric_reader(
     if isinstance(exporter_or_reader, MetricReader):  # a reader of another package: the app's metrics only
         return exporter_or_reader
     operation_metrics = OperationMetrics(store, settings.metrics_histogram, settings.metrics_exponential_max_size)
-    return OperationMetricsReader(exporter_or_reader, operation_metrics)
+    replaced = metric_reader_problems(os.environ)  # reported with the other standard variables
+    return OperationMetricsReader(
+        exporter_or_reader,
+        operation_metrics,
+        export_interval_millis=replaced.get(OTEL_METRIC_EXPORT_INTERVAL, (None,))[0],
+        export_timeout_millis=replaced.get(OTEL_METRIC_EXPORT_TIMEOUT, (None,))[0],
+    )
 
 
 def _exporter_classes(signal: Signal) -> dict[str, type]:

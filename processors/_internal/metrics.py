@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from importlib.metadata import PackageNotFoundError, version
 
 from opentelemetry.metrics import MeterProvider as ApiMeterProvider
@@ -160,9 +161,16 @@ def _operation_attributes(totals: OperationTotals) -> dict[str, str]:
 
 
 def _status_counts(totals: OperationTotals) -> dict[str, int]:
+    """Calls per status code; UNSET and ERROR even at zero, OK only once seen (instrumentations rarely set it).
+
+    A series that appears at 1 hides its first increase from ``rate()``: an
+    operation's first error would never fire an alert, and a success-rate
+    query over ``status_code!="STATUS_CODE_ERROR"`` would drop an operation
+    that only ever failed.
+    """
     unset = totals.count - totals.error_count - totals.ok_count
     counts = {StatusCode.UNSET: unset, StatusCode.OK: totals.ok_count, StatusCode.ERROR: totals.error_count}
-    return {f"STATUS_CODE_{code.name}": count for code, count in counts.items() if count}
+    return {f"STATUS_CODE_{code.name}": count for code, count in counts.items() if count or code is not StatusCode.OK}
 
 
 @dataclass(frozen=True)
@@ -388,7 +396,9 @@ def _merged(sdk_data: MetricsData | None, own: Sequence[Metric], resource: Resou
 class OperationMetricsMixin(MetricReader):
     """Adds otel-ext's per-operation metrics to a metric reader's collections.
 
-    Any SDK ``MetricReader`` subclass can mix it in (first in the bases). The
+    Any SDK ``MetricReader`` subclass can mix it in, first in the bases, and
+    is then created with ``operation_metrics=OperationMetrics(store)`` besides
+    its own arguments. The
     SDK has no metric producer API yet, and its ``collect`` passes nothing on
     when the app has no instruments of its own, so ``collect`` is redefined:
     it collects the SDK's instruments as before, adds otel-ext's metrics with
@@ -397,8 +407,11 @@ class OperationMetricsMixin(MetricReader):
     once and the SDK's metrics still go out.
     """
 
-    _operation_metrics: OperationMetrics
     _operation_metrics_resource: Resource = Resource.get_empty()
+
+    def __init__(self, *args: Any, operation_metrics: OperationMetrics, **kwargs: Any) -> None:
+        self._operation_metrics = operation_metrics  # before the reader's own start: a periodic one may collect at once
+        super().__init__(*args, **kwargs)
 
     def _set_meter_provider(self, meter_provider: ApiMeterProvider) -> None:
         super()._set_meter_provider(meter_provider)
@@ -437,5 +450,9 @@ class OperationMetricsReader(OperationMetricsMixin, PeriodicExportingMetricReade
         export_interval_millis: float | None = None,
         export_timeout_millis: float | None = None,
     ) -> None:
-        self._operation_metrics = operation_metrics
-        super().__init__(exporter, export_interval_millis, export_timeout_millis)
+        super().__init__(
+            exporter,
+            export_interval_millis,
+            export_timeout_millis,
+            operation_metrics=operation_metrics,
+        )

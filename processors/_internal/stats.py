@@ -199,7 +199,7 @@ class OperationStatsStore:
     ``explicit_bounds_s`` also counts every duration into explicit buckets
     (one bisection per span), for exporters that cannot take exponential ones.
 
-    Cardinality: with ``fold_ids`` (the default), span names with id-like path
+    Cardinality: with ``fold_ids`` (by default as ``rules.fold_ids``, true), span names with id-like path
     segments (``GET /users/8a7f…``) count under one operation
     (``GET /users/{id}``); the raw names seen are remembered, up to a bound,
     so that such spans cost no more than others.
@@ -213,7 +213,7 @@ class OperationStatsStore:
         slowest_kept: int = DEFAULT_SLOWEST_KEPT,
         clock: Callable[[], int] = time.time_ns,
         explicit_bounds_s: Sequence[float] | None = None,
-        fold_ids: bool = True,
+        fold_ids: bool | None = None,
     ) -> None:
         if not windows_s or any(window < SLOTS_PER_WINDOW for window in windows_s):
             raise ValueError(f"windows must be at least {SLOTS_PER_WINDOW} s each, got {list(windows_s)}")
@@ -222,7 +222,7 @@ class OperationStatsStore:
         self.max_operations = max_operations
         self.slowest_kept = slowest_kept
         self._clock = clock
-        self.fold_ids = fold_ids
+        self.fold_ids = self.rules.fold_ids if fold_ids is None else fold_ids
         self.explicit_bounds_s = None if explicit_bounds_s is None else tuple(explicit_bounds_s)
         if self.explicit_bounds_s is not None and list(self.explicit_bounds_s) != sorted(set(self.explicit_bounds_s)):
             raise ValueError(f"explicit bounds must be strictly increasing, got {list(self.explicit_bounds_s)}")
@@ -236,8 +236,7 @@ class OperationStatsStore:
         self._base_divisor = base_seconds * 1_000_000_000
         self._slots_per_base = [window // base_seconds for window in self.windows_s]
         self._pending: deque[ReadableSpan] = deque()
-        self.on_first_record: Callable[[], None] | None = None
-        """Called once, on the thread that records the next span; it must return at once."""
+        self._first_record_hooks: list[Callable[[], None]] = []
         self._init_aggregates()
         if hasattr(os, "register_at_fork"):
             reset = weakref.WeakMethod(self._init_aggregates)
@@ -256,9 +255,9 @@ class OperationStatsStore:
 
     def record(self, span: ReadableSpan) -> None:
         """Hot path: queue the span; fold the queue in now and then."""
-        if self.on_first_record is not None:
-            hook, self.on_first_record = self.on_first_record, None
-            if hook is not None:
+        if self._first_record_hooks:
+            hooks, self._first_record_hooks = self._first_record_hooks, []
+            for hook in hooks:
                 hook()
         pending = self._pending
         pending.append(span)
@@ -267,6 +266,10 @@ class OperationStatsStore:
                 self._drain()
             finally:
                 self._lock.release()
+
+    def call_on_next_record(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once, on the thread that records the next span; it must return at once."""
+        self._first_record_hooks.append(hook)
 
     def is_empty(self) -> bool:
         """True while this process has recorded no span (a pre-fork master, say)."""

@@ -8,6 +8,7 @@ from otel_ext._internal.config import (
     Settings,
     check_standard_variables,
     otlp_protocol,
+    metric_reader_problems,
     parse_window,
     prometheus_address,
     read_settings,
@@ -276,7 +277,8 @@ def test_bad_metrics_histogram_names_variable_value_accepted_form_and_fallback(v
     assert settings == Settings()
     assert settings.metrics_histogram is HistogramAggregation.EXPONENTIAL
     assert problems == [
-        f"OTEL_EXT_METRICS_HISTOGRAM={value!r} is invalid: expected exponential or explicit; using exponential"
+        f"OTEL_EXT_METRICS_HISTOGRAM={value!r} is invalid: expected exponential or explicit; "
+        "using OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION's choice if set, else exponential"
     ]
 
 
@@ -317,14 +319,38 @@ def test_own_metrics_histogram_variable_wins_over_the_standard_one(own: str, exp
     assert settings.metrics_histogram is expected
 
 
-def test_bad_own_metrics_histogram_falls_back_to_exponential_even_if_standard_says_explicit() -> None:
-    """Guards the fallback named in the problem message ("using exponential") differing from what is used."""
+def test_bad_own_metrics_histogram_falls_back_to_the_standard_variable() -> None:
+    """Guards a typo in OTEL_EXT_METRICS_HISTOGRAM overriding the standard variable README says it follows."""
     settings, problems = read_settings({
         "OTEL_EXT_METRICS_HISTOGRAM": "linear",
         "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "explicit_bucket_histogram",
     })
-    assert len(problems) == 1 and problems[0].endswith("; using exponential")
-    assert settings.metrics_histogram is HistogramAggregation.EXPONENTIAL
+    assert len(problems) == 1 and problems[0].endswith("'s choice if set, else exponential")
+    assert settings.metrics_histogram is HistogramAggregation.EXPLICIT
+
+
+def test_invalid_standard_histogram_aggregation_is_reported() -> None:
+    """Guards the SDK (explicit) and otel-ext (exponential) silently reading one bad value two ways."""
+    environ = {"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "explicit"}
+    assert read_settings(environ)[0].metrics_histogram is HistogramAggregation.EXPONENTIAL
+    (problem,) = check_standard_variables(environ)
+    assert problem.startswith(
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION='explicit' is invalid: expected "
+        "base2_exponential_bucket_histogram or explicit_bucket_histogram;"
+    ), problem
+
+
+@pytest.mark.parametrize(("value", "default"), [("0", 60000), ("-5", 60000), ("abc", 60000), ("inf", 60000)])
+def test_unusable_metric_export_interval_is_reported_with_the_value_used(value: str, default: int) -> None:
+    """Guards OTEL_METRIC_EXPORT_INTERVAL=0 making the SDK refuse the reader, losing every metric silently."""
+    environ = {"OTEL_METRIC_EXPORT_INTERVAL": value}
+    problem = (
+        f"OTEL_METRIC_EXPORT_INTERVAL={value!r} is invalid: expected a number of ms > 0, e.g. {default}; "
+        f"using {default}"
+    )
+    assert check_standard_variables(environ) == [problem]
+    assert metric_reader_problems(environ) == {"OTEL_METRIC_EXPORT_INTERVAL": (default, problem)}
+    assert metric_reader_problems({"OTEL_METRIC_EXPORT_INTERVAL": "1500"}) == {}
 
 
 @pytest.mark.parametrize("empty", ["", "   "])
@@ -358,18 +384,19 @@ def test_explicit_bounds_are_read(value: str, bounds: tuple[float, ...]) -> None
     assert settings.metrics_explicit_bounds_s == bounds
 
 
+_BOUNDS_ACCEPTED = "at most 200 increasing numbers of seconds (not ms) > 0, e.g. '0.01,0.1,1,10'"
+
+
 @pytest.mark.parametrize(
     ("value", "detail"),
     [
         ("0.1,0.05,1", " (not strictly increasing)"),
         ("0.1,0.1,1", " (not strictly increasing)"),
-        ("-1,1", ""),
-        ("0,1", ""),
-        ("fast,slow", ""),
-        ("0.1;0.2", ""),
-        ("0.1,inf", ""),
-        ("nan", ""),
+        ("fast,slow", " (entries 'fast', 'slow' are not numbers of seconds > 0)"),
+        ("0.1;0.2", " (entries '0.1;0.2' are not numbers of seconds > 0)"),
+        ("nan", " (entries 'nan' are not numbers of seconds > 0)"),
         (",", ""),
+        (",".join(str(number) for number in range(1, 202)), " (201 bounds, more than 200)"),
     ],
 )
 def test_bad_explicit_bounds_name_variable_value_accepted_form_and_fallback(value: str, detail: str) -> None:
@@ -378,10 +405,24 @@ def test_bad_explicit_bounds_name_variable_value_accepted_form_and_fallback(valu
     assert settings == Settings()
     assert settings.metrics_explicit_bounds_s == DEFAULT_EXPLICIT_BOUNDS_S
     assert problems == [
-        (
-            f"OTEL_EXT_METRICS_EXPLICIT_BOUNDS={value!r} is invalid{detail}: expected increasing numbers of "
-            "seconds > 0, e.g. '0.01,0.1,1,10'; using the HTTP semantic conventions' bounds"
-        )
+        f"OTEL_EXT_METRICS_EXPLICIT_BOUNDS={value!r} is invalid{detail}: expected {_BOUNDS_ACCEPTED}; "
+        "using the HTTP semantic conventions' bounds"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "bad", "kept"),
+    [("-1,1", "'-1'", (1.0,)), ("0,1", "'0'", (1.0,)), ("0.1,inf", "'inf'", (0.1,)), ("0.1,abc,1", "'abc'", (0.1, 1.0))],
+)
+def test_partly_bad_explicit_bounds_name_the_bad_entries_and_keep_the_others(
+    value: str, bad: str, kept: tuple[float, ...]
+) -> None:
+    """Guards one typo discarding a whole list of bounds without saying which entry was wrong."""
+    settings, problems = read_settings({"OTEL_EXT_METRICS_EXPLICIT_BOUNDS": value})
+    assert settings.metrics_explicit_bounds_s == kept
+    assert problems == [
+        f"OTEL_EXT_METRICS_EXPLICIT_BOUNDS={value!r} is partly invalid (entries {bad} are not numbers of "
+        f"seconds > 0): expected {_BOUNDS_ACCEPTED}; using the other entries"
     ]
 
 

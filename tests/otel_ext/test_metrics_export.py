@@ -328,7 +328,7 @@ def test_exported_counts_sum_percentiles_slow_calls_and_success_rate_are_exact(
         "STATUS_CODE_OK": len(oks),
         "STATUS_CODE_ERROR": len(errors),
     }
-    assert calls_by_status(calls.points(), "GET /health") == {"STATUS_CODE_UNSET": 20}
+    assert calls_by_status(calls.points(), "GET /health") == {"STATUS_CODE_UNSET": 20, "STATUS_CODE_ERROR": 0}
 
     slow = by_operation(last(otlp_sink, SLOW_CALLS).points())
     assert slow["POST /checkout"].as_int == sum(d >= SLOW_THRESHOLD_MS * 1_000_000 for d in durations)
@@ -512,7 +512,7 @@ def test_delta_points_each_cover_only_their_own_interval(otlp_sink: OtlpSink, tm
         "STATUS_CODE_UNSET": len(first) - len(first_errors), "STATUS_CODE_ERROR": len(first_errors)}
     assert calls_by_status(calls[1].points(), "GET /report") == {
         "STATUS_CODE_UNSET": len(second) - len(second_errors), "STATUS_CODE_ERROR": len(second_errors)}
-    assert calls_by_status(calls[0].points(), "GET /once") == {"STATUS_CODE_UNSET": 7}
+    assert calls_by_status(calls[0].points(), "GET /once") == {"STATUS_CODE_UNSET": 7, "STATUS_CODE_ERROR": 0}
     assert calls_by_status(calls[1].points(), "GET /once") == {}
 
 
@@ -631,7 +631,7 @@ def test_sampled_traces_leave_but_metrics_count_every_operation(otlp_sink: OtlpS
     accepted = sum(int(span.trace_id, 16) & (2**64 - 1) < round(0.1 * 2**64) for span in spans)
     assert accepted == len(spans), "only traces the ratio sampler accepts are exported"
     assert 130 <= len(spans) <= 270, len(spans)  # binomial(2000, 0.1): mean 200, sd 13.4
-    assert calls_by_status(last(otlp_sink, CALLS).points(), "GET /items") == {"STATUS_CODE_UNSET": count}
+    assert calls_by_status(last(otlp_sink, CALLS).points(), "GET /items") == {"STATUS_CODE_UNSET": count, "STATUS_CODE_ERROR": 0}
     assert by_operation(last(otlp_sink, DURATION).points())["GET /items"].count == count
     (shown,) = run.result["monitor"]["operations"]
     assert shown["count"] == count
@@ -656,7 +656,7 @@ def test_id_segments_fold_into_one_exported_series(otlp_sink: OtlpSink, tmp_path
     (point,) = last(otlp_sink, DURATION).points()
     assert attributes(point)["span.name"] == "GET /users/{id}"
     assert point.count == 10_000
-    assert calls_by_status(last(otlp_sink, CALLS).points(), "GET /users/{id}") == {"STATUS_CODE_UNSET": 10_000}
+    assert calls_by_status(last(otlp_sink, CALLS).points(), "GET /users/{id}") == {"STATUS_CODE_UNSET": 10_000, "STATUS_CODE_ERROR": 0}
 
 
 def test_operation_cap_keeps_first_operations_and_counts_the_rest_as_overflow(

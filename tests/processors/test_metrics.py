@@ -474,7 +474,7 @@ def test_calls_counter_per_status_code(tracer: Tracer, store: OperationStatsStor
     assert isinstance(calls.data, Sum)
     assert calls.data.is_monotonic and calls.data.aggregation_temporality is CUMULATIVE
     assert calls_by_status(calls) == {"STATUS_CODE_UNSET": 5, "STATUS_CODE_OK": 3, "STATUS_CODE_ERROR": 2}
-    assert calls_by_status(calls, "GET /authors") == {"STATUS_CODE_OK": 4}
+    assert calls_by_status(calls, "GET /authors") == {"STATUS_CODE_OK": 4, "STATUS_CODE_UNSET": 0, "STATUS_CODE_ERROR": 0}
     for point in calls.data.data_points:
         assert {key: value for key, value in attributes_of(point).items() if key != "status.code"} == {
             **OPERATION, "span.name": attributes_of(point)["span.name"]
@@ -598,7 +598,7 @@ def test_delta_after_fork_like_reset_starts_afresh(clock: Clock, store: Operatio
     assert point.count == 7
     assert point.sum == pytest.approx(7 * 3 * NS_PER_MS / SECOND)
     assert (point.start_time_unix_nano, point.time_unix_nano) == (store.start_time_ns, now)
-    assert calls_by_status(after[CALLS_METRIC]) == {"STATUS_CODE_UNSET": 7}
+    assert calls_by_status(after[CALLS_METRIC]) == {"STATUS_CODE_UNSET": 7, "STATUS_CODE_ERROR": 0}
     cumulative = by_name(OperationMetrics(store).collect(CUMULATIVE, CUMULATIVE, now=now))
     assert only_point(cumulative[DURATION_METRIC]).start_time_unix_nano == T0_NS + 20 * SECOND
 
@@ -732,7 +732,7 @@ def test_reader_exports_operation_metrics_without_app_instruments(
     own = exported["otel_ext"]
     assert set(own) == {DURATION_METRIC, CALLS_METRIC, SLOW_CALLS_METRIC, SUCCESS_RATE_METRIC}
     assert temporality_of(own[CALLS_METRIC]) is CUMULATIVE, "the exporter's default preference"
-    assert calls_by_status(own[CALLS_METRIC]) == {"STATUS_CODE_UNSET": 4}
+    assert calls_by_status(own[CALLS_METRIC]) == {"STATUS_CODE_UNSET": 4, "STATUS_CODE_ERROR": 0}
     assert only_histogram_point(own[DURATION_METRIC]).count == 4
 
 
@@ -748,7 +748,7 @@ def test_reader_exports_app_and_operation_metrics_under_one_resource(
     assert set(exported) == {"shop", "otel_ext"}
     (orders,) = exported["shop"]["orders"].data.data_points
     assert value_of(orders) == 3
-    assert calls_by_status(exported["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 2}
+    assert calls_by_status(exported["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 2, "STATUS_CODE_ERROR": 0}
 
 
 def test_reader_honours_the_exporters_delta_preference(store: OperationStatsStore, tracer: Tracer) -> None:
@@ -773,7 +773,7 @@ def test_reader_honours_the_exporters_delta_preference(store: OperationStatsStor
             assert temporality_of(exported["otel_ext"][SLOW_CALLS_METRIC]) is DELTA
         assert temporality_of(exported["otel_ext"][DURATION_METRIC]) is DELTA
     assert [value_of(p) for p in second["shop"]["orders"].data.data_points] == [1]
-    assert calls_by_status(second["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 2}
+    assert calls_by_status(second["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 2}  # a delta: no zeros
     second_point = only_histogram_point(second["otel_ext"][DURATION_METRIC])
     first_point = only_histogram_point(first["otel_ext"][DURATION_METRIC])
     assert second_point.count == 2
@@ -819,7 +819,7 @@ def test_shutdown_exports_a_final_collection_with_the_last_spans(store: Operatio
     provider, _ = _reader_setup(store, exporter)
     record(tracer, [5 * NS_PER_MS] * 3)
     provider.force_flush()
-    assert calls_by_status(scopes(exporter.exported[-1])["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 3}
+    assert calls_by_status(scopes(exporter.exported[-1])["otel_ext"][CALLS_METRIC]) == {"STATUS_CODE_UNSET": 3, "STATUS_CODE_ERROR": 0}
     record(tracer, [9 * NS_PER_MS] * 4, end_ns=T0_NS + SECOND, code=StatusCode.ERROR)  # ended just before shutdown
     exported_before = len(exporter.exported)
     provider.shutdown()

@@ -60,7 +60,7 @@ def test_cache_is_bounded_and_answers_stay_correct() -> None:
     """Guards high-cardinality span names (ids in names) growing memory without limit."""
     limit = thresholds_module._CACHE_LIMIT  # noqa: SLF001
     assert limit < 6_000, "the test must exceed the cache limit to be meaningful"
-    rules = ThresholdRules(default_ms=1000, overrides=[("GET /user/1*", 10)])
+    rules = ThresholdRules(default_ms=1000, overrides=[("GET /user/1*", 10)], fold_ids=False)  # raw names
     for number in range(6_000):
         expected_ms = 10 if str(number).startswith("1") else 1000
         assert rules.for_name(f"GET /user/{number}")[1] == expected_ms
@@ -69,3 +69,11 @@ def test_cache_is_bounded_and_answers_stay_correct() -> None:
     for _ in range(2):
         assert rules.for_name("GET /user/5999") == (1_000_000_000, 1000)
         assert rules.for_name("GET /user/1999") == (10_000_000, 10)
+
+
+def test_patterns_match_the_operation_name_with_ids_folded() -> None:
+    """Guards the otel_ext.slow tag (raw span name) and the operation's slow count (folded name) disagreeing."""
+    rules = ThresholdRules(default_ms=1000, overrides=[("GET /users/{id}", 5)])
+    assert rules.for_name("GET /users/42")[1] == 5  # what tag_slow_spans looks up, per exported span
+    assert rules.for_name("GET /users/{id}")[1] == 5  # what the statistics store looks up, per operation
+    assert ThresholdRules(default_ms=1000, overrides=[("GET /users/4*", 5)]).for_name("GET /users/42")[1] == 1000

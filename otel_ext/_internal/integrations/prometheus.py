@@ -43,25 +43,37 @@ class PrometheusOperationMetricsReader(OperationMetricsMixin, PrometheusMetricRe
     def __init__(self, operation_metrics: OperationMetrics) -> None:
         if operation_metrics.aggregation is not HistogramAggregation.EXPLICIT:
             raise ValueError("the Prometheus exporter needs explicit buckets")
-        self._operation_metrics = operation_metrics
-        super().__init__()
+        super().__init__(operation_metrics=operation_metrics)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Nothing to flush: Prometheus pulls. (The SDK's reader would queue a collection that the next
+        scrape serves beside its own, every series twice.)"""
+        return True
 
 
 def start_prometheus_reader(store: OperationStatsStore, environ: Mapping[str, str]) -> PrometheusOperationMetricsReader:
-    """Serve ``/metrics`` on the standard host and port; raises OSError when the port is taken.
+    """Serve ``/metrics`` on the standard host and port; raises OSError naming them when that fails.
 
     A bad port is reported with the other standard variables' problems.
     """
     host, port, _ = prometheus_address(environ)
-    start_http_server(port, addr=host)
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:
+        raise OSError(
+            f"cannot serve {host}:{port} ({error.strerror or error}); set OTEL_EXPORTER_PROMETHEUS_HOST / "
+            "OTEL_EXPORTER_PROMETHEUS_PORT"
+        ) from error
     if hasattr(os, "register_at_fork"):
         parent = os.getpid()
-        os.register_at_fork(after_in_child=lambda: _warn_forked_child(host, port, parent))
+        os.register_at_fork(
+            after_in_child=lambda: store.call_on_next_record(lambda: _warn_forked_child(host, port, parent))
+        )
     return PrometheusOperationMetricsReader(OperationMetrics(store, HistogramAggregation.EXPLICIT))
 
 
 def _warn_forked_child(host: str, port: int, parent: int) -> None:
-    """A forked worker's metrics are not on the scrape endpoint, which the parent serves: say so once."""
+    """A forked worker that records spans is not on the scrape endpoint, which the parent serves: say so."""
     _logger.warning(
         "otel-ext: the Prometheus endpoint %s:%d is served by the parent process (pid %d); this forked "
         "process's (pid %d) metrics are not scraped. Under pre-fork servers export metrics over OTLP instead "
