@@ -106,6 +106,7 @@ _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
 _MIN_SECRET_LENGTH = 16
 _MAX_QUEUE_SIZE = 100_000  # each waiting exception keeps its traceback's frames alive
 _PROMETHEUS_HOST, _PROMETHEUS_PORT = "localhost", 9464  # the specification's defaults
+_HOST_NAME = r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 _MAX_EXPONENTIAL_SIZE = 4096
 _MAX_EXPLICIT_BOUNDS = 200  # each bound is a series per operation in Prometheus  # the statistics histogram's own bucket budget
 # OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION values, as the specification names them
@@ -406,17 +407,35 @@ def read_settings(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
     return Settings(**values), problems  # type: ignore[arg-type]
 
 
+def _is_host(text: str) -> bool:
+    """An IP address or a syntactically valid host name (RFC 1123); ``256.1.1.1`` is neither."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    return not re.fullmatch(r"[0-9.]+", text) and re.fullmatch(_HOST_NAME, text) is not None
+
+
 def prometheus_address(environ: Mapping[str, str]) -> tuple[str, int, str | None]:
-    """(host, port, problem) for the Prometheus exporter; a bad port falls back to the specification's 9464."""
+    """(host, port, problem) for the Prometheus exporter; bad values fall back to the specification's defaults."""
+    problems = []
     host = environ.get(OTEL_EXPORTER_PROMETHEUS_HOST, "").strip() or _PROMETHEUS_HOST
+    if not _is_host(host):
+        problems.append(
+            f"{OTEL_EXPORTER_PROMETHEUS_HOST}={host!r} is invalid: expected an IP address or a host name, "
+            f"e.g. 127.0.0.1; using {_PROMETHEUS_HOST}"
+        )
+        host = _PROMETHEUS_HOST
+    port = _PROMETHEUS_PORT
     raw = environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip()
-    if not raw:
-        return host, _PROMETHEUS_PORT, None
     if raw.isdigit() and 1 <= int(raw) <= 65535:
-        return host, int(raw), None
-    return host, _PROMETHEUS_PORT, (
-        f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw!r} is invalid: expected a port 1-65535; using {_PROMETHEUS_PORT}"
-    )
+        port = int(raw)
+    elif raw:
+        problems.append(
+            f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw!r} is invalid: expected a port 1-65535; using {_PROMETHEUS_PORT}"
+        )
+    return host, port, "; ".join(problems) or None
 
 
 def sampler_ratio(environ: Mapping[str, str]) -> tuple[float | None, str | None]:

@@ -459,3 +459,17 @@ def test_bad_prometheus_port_is_reported_and_the_default_used(value: str) -> Non
     assert prometheus_address({"OTEL_EXPORTER_PROMETHEUS_PORT": " 9470 ", "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1"}) == (
         "127.0.0.1", 9470, None
     )
+
+
+@pytest.mark.parametrize("host", ["bad host", "256.1.1.1", "-x", "a..b"])
+def test_bad_prometheus_host_is_reported_and_localhost_used(host: str) -> None:
+    """Guards a typo in the scrape host dropping the Prometheus exporter at start-up while check says OK."""
+    environ = {"OTEL_EXPORTER_PROMETHEUS_HOST": host}
+    problem = (
+        f"OTEL_EXPORTER_PROMETHEUS_HOST={host!r} is invalid: expected an IP address or a host name, "
+        "e.g. 127.0.0.1; using localhost"
+    )
+    assert check_standard_variables(environ) == [problem]
+    assert prometheus_address(environ) == ("localhost", 9464, problem)
+    for good in ("127.0.0.1", "::1", "localhost", "metrics.internal", "0.0.0.0"):
+        assert prometheus_address({"OTEL_EXPORTER_PROMETHEUS_HOST": good}) == (good, 9464, None)
