@@ -77,13 +77,13 @@ from processors import (
 )
 
 __all__ = [
+    "EXPORTER_GROUPS",
     "RATIO_SAMPLERS",
     "Settings",
-    "EXPORTER_GROUPS",
     "check_standard_variables",
     "installed",
-    "otlp_protocol",
     "metric_reader_problems",
+    "otlp_protocol",
     "parse_window",
     "prometheus_address",
     "read_settings",

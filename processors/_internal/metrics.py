@@ -21,8 +21,8 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from opentelemetry.metrics import MeterProvider as ApiMeterProvider
 from opentelemetry.sdk.metrics._internal.instrument import (  # the keys readers map temporality by

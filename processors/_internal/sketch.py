@@ -54,18 +54,18 @@ class LogHistogram:
     """
 
     __slots__ = (
-        "scale",
-        "unit",
+        "_counts",
         "_gamma",
         "_inv_log_gamma",
         "_max_buckets",
         "_offset",
-        "_counts",
-        "zero_count",
         "count",
-        "sum",
-        "min",
         "max",
+        "min",
+        "scale",
+        "sum",
+        "unit",
+        "zero_count",
     )
 
     def __init__(self, scale: int = DEFAULT_SCALE, unit: float = 1.0, max_buckets: int = DEFAULT_MAX_BUCKETS) -> None:

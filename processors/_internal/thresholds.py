@@ -7,7 +7,7 @@ from fnmatch import fnmatchcase
 
 from processors._internal.names import replace_ids
 
-__all__ = ["ThresholdRules", "DEFAULT_SLOW_THRESHOLD_MS"]
+__all__ = ["DEFAULT_SLOW_THRESHOLD_MS", "ThresholdRules"]
 
 DEFAULT_SLOW_THRESHOLD_MS = 1000.0
 _CACHE_LIMIT = 4096

@@ -40,9 +40,17 @@ def _operation_points(sink: OtlpSink, metric_name: str) -> dict[int, list[tuple[
 
 
 def _calls_by_pid(sink: OtlpSink) -> dict[int, dict[tuple[object, object], int]]:
-    """Exported call counts per process.pid, keyed (span.name, status.code)."""
+    """Non-zero exported call counts per process.pid, keyed (span.name, status.code).
+
+    (The UNSET and ERROR series exist at zero from an operation's first call; tests/otel_ext/test_metrics_export.py
+    checks those.)
+    """
     return {
-        pid: {(attributes["span.name"], attributes["status.code"]): point.as_int for attributes, point in points}
+        pid: {
+            (attributes["span.name"], attributes["status.code"]): point.as_int
+            for attributes, point in points
+            if point.as_int
+        }
         for pid, points in _operation_points(sink, "otel_ext.operation.calls").items()
     }
 
