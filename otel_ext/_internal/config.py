@@ -27,6 +27,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_HEADERS,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TIMEOUT,
@@ -106,6 +107,7 @@ _MIN_WINDOW_S, _MAX_WINDOW_S = 6, 24 * 3600
 _MIN_SECRET_LENGTH = 16
 _MAX_QUEUE_SIZE = 100_000  # each waiting exception keeps its traceback's frames alive
 _PROMETHEUS_HOST, _PROMETHEUS_PORT = "localhost", 9464  # the specification's defaults
+_TEMPORALITIES = ("cumulative", "delta", "lowmemory")
 _HOST_NAME = r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 _MAX_EXPONENTIAL_SIZE = 4096
 _MAX_EXPLICIT_BOUNDS = 200  # each bound is a series per operation in Prometheus  # the statistics histogram's own bucket budget
@@ -321,8 +323,9 @@ def parse_bounds(text: str) -> tuple[float, ...]:
             bad.append(entry)
     if len(bounds) > _MAX_EXPLICIT_BOUNDS:
         raise ValueError(f"{len(bounds)} bounds, more than {_MAX_EXPLICIT_BOUNDS}")
-    if bounds != sorted(set(bounds)):
-        raise ValueError("not strictly increasing")
+    for before, after in zip(bounds, bounds[1:]):
+        if after <= before:
+            raise ValueError(f"not strictly increasing: {after:g} after {before:g}")
     if bad:
         message = f"entries {', '.join(map(repr, bad))} are not numbers of seconds > 0"
         if bounds:
@@ -549,9 +552,16 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
             f"{' or '.join(_STANDARD_AGGREGATIONS)}; the SDK uses explicit buckets for the app's histograms, "
             f"otel-ext uses {OTEL_EXT_METRICS_HISTOGRAM} (default exponential) for its own"
         )
+    exporters = {part.strip().lower() for part in environ.get(OTEL_METRICS_EXPORTER, "").split(",")}
     prometheus_problem = prometheus_address(environ)[2]
-    if prometheus_problem:
+    if prometheus_problem and "prometheus" in exporters:
         problems.append(prometheus_problem)
+    temporality = environ.get(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, "").strip()
+    if temporality and temporality.lower() not in _TEMPORALITIES:
+        problems.append(
+            f"{OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE}={temporality!r} is invalid: expected "
+            f"{', '.join(_TEMPORALITIES)}; the SDK uses cumulative"
+        )
     problems.extend(problem for _, problem in metric_reader_problems(environ).values())
     for variable, group in EXPORTER_GROUPS.items():
         names = set(installed(group)) | {"none"}

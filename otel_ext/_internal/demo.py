@@ -49,6 +49,8 @@ _TRAFFIC = (
     ("GET", "/health", 8),
 )
 _CONCURRENCY = 8
+# What the comparison with the monitor reads: running totals in exponential buckets.
+_DEMO_METRICS = {"OTEL_EXT_METRICS_HISTOGRAM": "exponential", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "cumulative"}
 
 
 def _free_port() -> int:
@@ -186,9 +188,7 @@ def _app_environment(
             OTEL_EXT_SPANS_FILE=str(spans_file),
             OTEL_METRICS_EXPORTER="otlp_json_file",
             OTEL_EXT_METRICS_FILE=str(metrics_file),
-            # What the comparison with the monitor reads: running totals in exponential buckets.
-            OTEL_EXT_METRICS_HISTOGRAM="exponential",
-            OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="cumulative",
+            **_DEMO_METRICS,
             OTEL_LOGS_EXPORTER="none",
         )
     return environment
@@ -275,6 +275,14 @@ def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
         spans, slow = _count_spans(spans_file)
         print(f"Traces: {spans} spans written as OTLP JSON lines to {spans_file} ({slow} tagged otel_ext.slow=true).")
         _print_exported_metrics(metrics_file, report["operations"])
+        overridden = [
+            f"{name}={os.environ[name]}"
+            for name, used in _DEMO_METRICS.items()
+            if os.environ.get(name, used).strip().lower() != used
+        ]
+        if overridden:
+            print(f"(The demo writes {', '.join(f'{name}={used}' for name, used in _DEMO_METRICS.items())} for this "
+                  f"comparison; your {', '.join(overridden)} applies to your own runs.)")
         print("To send them to Jaeger or Tempo instead, set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4317).")
     else:
         endpoint = environment.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or environment.get(OTEL_EXPORTER_OTLP_ENDPOINT)

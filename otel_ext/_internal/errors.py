@@ -48,7 +48,7 @@ class ErrorPipeline:
         self.link = link
         limit, interval_s = settings.sentry_rate_limit or (None, 60)
         self.rate_limiter = FingerprintRateLimiter(limit, interval_s)
-        self.store = ErrorStatsStore(settings.windows_s, settings.max_operations)
+        self.store = ErrorStatsStore(settings.windows_s, settings.max_operations, settings.fold_name_ids)
         self.worker = PeriodicWorker(self.process, settings.error_flush_interval_ms / 1000, "otel-ext-errors")
         self.tracker = ExceptionTracker(
             self.rate_limiter,
@@ -57,6 +57,7 @@ class ErrorPipeline:
             max_pending=settings.error_queue_size,
             after_record=self._after_record,
             on_error=self.store.record,
+            fold_ids=settings.fold_name_ids,
         )
         if link is not None:
             link.flush_queue = self.worker.flush

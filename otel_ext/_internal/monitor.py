@@ -37,7 +37,7 @@ from otel_ext._internal.errors import ErrorPipeline
 from processors import OperationStatsStore
 from processors._internal.errors import report_once
 
-__all__ = ["ERRORS_PATH", "MonitorServer", "PERFORMANCE_PATH", "QueryError", "errors_report", "performance_report"]
+__all__ = ["ERRORS_PATH", "PERFORMANCE_PATH", "MonitorServer", "QueryError", "errors_report", "performance_report"]
 
 _logger = logging.getLogger("otel_ext.monitor")
 
@@ -237,6 +237,11 @@ class MonitorServer:
         if self._server is None:
             return None
         return f"http://{self.host}:{self._server.server_port}{PERFORMANCE_PATH}"
+
+    def start_on_first_span(self) -> None:
+        """Serve once this process records a span: for worker processes that may never do any work."""
+        self._wanted = True
+        self._start_on_first_span()
 
     def start(self, attempts: int = 1) -> bool:
         """Bind and serve; logs and returns False when every port stays taken."""

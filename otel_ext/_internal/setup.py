@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -290,7 +291,8 @@ def _metric_reader(
     if name == _PROMETHEUS:
         from otel_ext._internal.integrations.prometheus import start_prometheus_reader
 
-        return start_prometheus_reader(store, os.environ)  # always explicit buckets, whatever OTLP gets
+        # Always explicit buckets, whatever OTLP gets.
+        return start_prometheus_reader(store, os.environ, on_first_span=started_by_multiprocessing())
     exporter_or_reader = exporter_class(**_exporter_args(name, bad_timeout, settings.metrics_file))
     if isinstance(exporter_or_reader, MetricReader):  # a reader of another package: the app's metrics only
         return exporter_or_reader
@@ -369,10 +371,25 @@ def _sampler(settings: Settings) -> Sampler:
     return RecordUnsampledSampler(sampler) if settings.record_unsampled else sampler
 
 
+def started_by_multiprocessing() -> bool:
+    """A process ``multiprocessing`` started (a ``spawn``/``forkserver`` pool worker, the fork server, the
+    resource tracker): each sets up otel-ext afresh at start-up and may never record a span.
+
+    Binding ports at start-up would only make each of them report the port
+    as taken. (Forked workers are handled at fork.) ``multiprocessing``
+    starts them with ``python -c "from multiprocessing… import …"``.
+    """
+    command = getattr(sys, "orig_argv", sys.argv)
+    return any(part.startswith("from multiprocessing") for part in command)
+
+
 def _start_monitor(settings: Settings, store: OperationStatsStore, errors: ErrorPipeline) -> MonitorServer | None:
     if settings.monitor_ports is None:
         return None
     monitor = MonitorServer(store, settings.monitor_host, settings.monitor_ports, errors)
-    monitor.start()
+    if started_by_multiprocessing():
+        monitor.start_on_first_span()
+    else:
+        monitor.start()
     return monitor
 

@@ -11,6 +11,7 @@ downgrades an error, as in the SDK.
 from __future__ import annotations
 
 import functools
+
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import Status, StatusCode
 

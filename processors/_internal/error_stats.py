@@ -12,7 +12,13 @@ from dataclasses import asdict, dataclass, field
 from opentelemetry.trace import format_span_id, format_trace_id
 
 from processors._internal.exceptions import RecordedException, exception_type_name
-from processors._internal.stats import DEFAULT_WINDOWS_S, OVERFLOW_OPERATION, SLOTS_PER_WINDOW, operation_filter
+from processors._internal.names import operation_name
+from processors._internal.stats import (
+    DEFAULT_WINDOWS_S,
+    OVERFLOW_OPERATION,
+    SLOTS_PER_WINDOW,
+    operation_filter,
+)
 
 __all__ = ["ErrorGroupStats", "ErrorStatsStore"]
 
@@ -58,8 +64,11 @@ class ErrorStatsStore:
     taken off the request path (the worker thread and monitor requests).
     """
 
-    def __init__(self, windows_s: Sequence[int] = DEFAULT_WINDOWS_S, max_groups: int = 500) -> None:
+    def __init__(
+        self, windows_s: Sequence[int] = DEFAULT_WINDOWS_S, max_groups: int = 500, fold_ids: bool = True
+    ) -> None:
         self.windows_s = tuple(sorted(windows_s))
+        self.fold_ids = fold_ids  # group by the operation name, ids folded, as the statistics do
         self.max_groups = max_groups
         self._slot_ns = math.gcd(*self.windows_s) * 1_000_000_000 // SLOTS_PER_WINDOW
         self._kept_slots = max(self.windows_s) * 1_000_000_000 // self._slot_ns
@@ -70,7 +79,7 @@ class ErrorStatsStore:
         span = item.span
         end_ns = span.end_time or time.time_ns()
         service = str(span.resource.attributes.get(_SERVICE_ATTRIBUTE, ""))
-        key = (service, span.name, exception_type_name(item.exception))
+        key = (service, operation_name(span.name, self.fold_ids), exception_type_name(item.exception))
         index = end_ns // self._slot_ns
         latest = (
             _message(item.exception),

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import SpanKind, StatusCode
 
 from processors._internal.errors import report_once
+from processors._internal.names import operation_name
 
 __all__ = [
     "ExceptionStamp",
@@ -40,8 +41,8 @@ __all__ = [
     "exception_type_name",
     "handled_client_error",
     "install_record_hook",
-    "stamp_of",
     "set_stamp",
+    "stamp_of",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -205,8 +206,10 @@ class ExceptionTracker:
         max_pending: int = DEFAULT_MAX_PENDING,
         after_record: Callable[[], object] = lambda: None,
         on_error: Callable[[RecordedException], object] = lambda item: None,
+        fold_ids: bool = True,
     ) -> None:
         self.rate_limiter = rate_limiter
+        self.fold_ids = fold_ids  # fingerprints use the operation name, ids folded, as the statistics do
         self.link_attribute = link_attribute
         self.should_link = should_link
         self.max_pending = max_pending
@@ -248,7 +251,7 @@ class ExceptionTracker:
         if len(self._pending) >= self.max_pending:
             self.dropped += 1  # no room to send it: counted, and no span points at an event never sent
             return ExceptionStamp(None, LinkState.UNLINKED)
-        return self.rate_limiter.stamp(exception_fingerprint(span.name, exception))
+        return self.rate_limiter.stamp(exception_fingerprint(operation_name(span.name, self.fold_ids), exception))
 
     def collect(self) -> list[RecordedException]:
         """Exceptions whose spans have ended, once per span and exception; the rest stay queued."""

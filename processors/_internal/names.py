@@ -19,9 +19,12 @@ the query string and the fragment (``?…``, ``#…``) are dropped, then each
   ``+1-415-555-2671``, ``%2B14155552671``), also as an ISO 8601 timestamp
   (``2024-01-15T10:00:00Z``). A version stays with 3 digits (``1.2.3``) but
   folds from 4 (``2.31.0``);
-* 1 to 10 letters, an optional ``-`` or ``_``, then at least 4 digits:
-  business keys such as ``ORD-1234`` or ``ACCT_0001234`` (``v2``, ``h264``,
-  ``mp3``, ``oauth2`` have fewer digits and stay);
+* 1 to 10 letters, a ``-`` or ``_``, then at least 4 digits, or capitals
+  then at least 4 digits: business keys such as ``ORD-1234``,
+  ``ACCT_0001234`` or ``INV20240001`` (``v2``, ``h264``, ``mp3``, ``oauth2``
+  have fewer digits, and words ending in a year, ``summer2024``, are
+  lower-case without a separator: they stay);
+* an IPv6 address (hex digits and at least two ``:``: ``2001:db8::1``);
 * an opaque token: at least 16 characters of ``A-Z a-z 0-9 - _`` where one
   ``-``/``_``-free piece mixes a digit, an upper- and a lower-case letter
   (``AbCdEfGh12345678xyz``, ``cus_NffrFeUfNV2Hib``; title-case slugs such as
@@ -48,7 +51,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ID_PLACEHOLDER", "replace_ids"]
+__all__ = ["ID_PLACEHOLDER", "operation_name", "replace_ids"]
 
 ID_PLACEHOLDER = "{id}"
 
@@ -60,7 +63,8 @@ _ID = re.compile(
     | [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}  # UUIDs
     | (?=[a-fA-F]*[0-9])[0-9a-fA-F]{8,}                     # hashes, object ids, undashed UUIDs
     | (?:%2[Bb])?(?=(?:[^0-9]*[0-9]){4})[0-9._:+-]+(?:T[0-9._:+-]+)?Z?  # dates, times, IPs, phones
-    | [A-Za-z]{1,10}[-_]?[0-9]{4,}                          # business keys: ORD-1234, ACCT_0001234
+    | [A-Za-z]{1,10}[-_][0-9]{4,} | [A-Z]{1,10}[0-9]{4,}     # business keys: ORD-1234, ACCT_0001234, INV20240001
+    | (?=[0-9a-fA-F]*:[0-9a-fA-F]*:)[0-9a-fA-F:]{2,39}      # IPv6 addresses: 2001:db8::1, ::1
     | (?=(?:[A-Za-z0-9_-]*[-_])?                            # opaque tokens: one -/_-free piece
          (?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[a-z])[A-Za-z0-9]*[A-Z]  # has a digit, a-z and A-Z
       )[A-Za-z0-9_-]{16,}
@@ -101,3 +105,8 @@ def replace_ids(name: str) -> str:
     path = path.partition("?")[0].partition("#")[0]
     segments = [segment if segment.isalpha() else _fold_segment(segment) for segment in path.split("/")]
     return f"{head}/{'/'.join(segments)}"
+
+
+def operation_name(span_name: str, fold_ids: bool = True) -> str:
+    """The operation a span counts under everywhere: statistics, metrics, thresholds and error groups."""
+    return replace_ids(span_name) if fold_ids else span_name

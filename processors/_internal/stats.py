@@ -51,11 +51,16 @@ _ALIASES_PER_OPERATION = 10  # raw names remembered per operation slot, so most 
 
 
 def operation_filter(operation: str | None) -> Callable[[str], bool]:
-    """Matches an exact name (even one with glob characters, such as ``GET /items/[id]``) or a glob."""
+    """Matches an exact name (even one with glob characters, such as ``GET /items/[id]``) or a glob.
+
+    A raw span name copied from a trace (``GET /users/42``) also matches the
+    operation it counts under (``GET /users/{id}``).
+    """
     if operation is None:
         return lambda name: True
     glob = re.compile(fnmatch.translate(operation)).match
-    return lambda name: name == operation or glob(name) is not None
+    folded = replace_ids(operation)
+    return lambda name: name in (operation, folded) or glob(name) is not None
 
 
 @dataclass(frozen=True)

@@ -390,8 +390,8 @@ _BOUNDS_ACCEPTED = "at most 200 increasing numbers of seconds (not ms) > 0, e.g.
 @pytest.mark.parametrize(
     ("value", "detail"),
     [
-        ("0.1,0.05,1", " (not strictly increasing)"),
-        ("0.1,0.1,1", " (not strictly increasing)"),
+        ("0.1,0.05,1", " (not strictly increasing: 0.05 after 0.1)"),
+        ("0.1,0.1,1", " (not strictly increasing: 0.1 after 0.1)"),
         ("fast,slow", " (entries 'fast', 'slow' are not numbers of seconds > 0)"),
         ("0.1;0.2", " (entries '0.1;0.2' are not numbers of seconds > 0)"),
         ("nan", " (entries 'nan' are not numbers of seconds > 0)"),
@@ -451,7 +451,8 @@ def test_bad_exponential_max_size_names_variable_value_accepted_form_and_fallbac
 @pytest.mark.parametrize("value", ["abc", "0", "65536", "-1", "9464.5"])
 def test_bad_prometheus_port_is_reported_and_the_default_used(value: str) -> None:
     """Guards a typo in the scrape port crashing start-up or binding a port nobody scrapes, silently."""
-    environ = {"OTEL_EXPORTER_PROMETHEUS_PORT": value}
+    environ = {"OTEL_EXPORTER_PROMETHEUS_PORT": value, "OTEL_METRICS_EXPORTER": "prometheus"}
+    assert check_standard_variables({**environ, "OTEL_METRICS_EXPORTER": "otlp"}) == [], "not used: not a problem"
     assert check_standard_variables(environ) == [
         f"OTEL_EXPORTER_PROMETHEUS_PORT={value!r} is invalid: expected a port 1-65535; using 9464"
     ]
@@ -464,7 +465,7 @@ def test_bad_prometheus_port_is_reported_and_the_default_used(value: str) -> Non
 @pytest.mark.parametrize("host", ["bad host", "256.1.1.1", "-x", "a..b"])
 def test_bad_prometheus_host_is_reported_and_localhost_used(host: str) -> None:
     """Guards a typo in the scrape host dropping the Prometheus exporter at start-up while check says OK."""
-    environ = {"OTEL_EXPORTER_PROMETHEUS_HOST": host}
+    environ = {"OTEL_EXPORTER_PROMETHEUS_HOST": host, "OTEL_METRICS_EXPORTER": "prometheus"}
     problem = (
         f"OTEL_EXPORTER_PROMETHEUS_HOST={host!r} is invalid: expected an IP address or a host name, "
         "e.g. 127.0.0.1; using localhost"
@@ -473,3 +474,13 @@ def test_bad_prometheus_host_is_reported_and_localhost_used(host: str) -> None:
     assert prometheus_address(environ) == ("localhost", 9464, problem)
     for good in ("127.0.0.1", "::1", "localhost", "metrics.internal", "0.0.0.0"):
         assert prometheus_address({"OTEL_EXPORTER_PROMETHEUS_HOST": good}) == (good, 9464, None)
+
+
+@pytest.mark.parametrize("value", ["deltaa", "cumulatve", "none"])
+def test_bad_temporality_preference_is_reported(value: str) -> None:
+    """Guards a typo silently giving cumulative points to a backend that needs delta."""
+    assert check_standard_variables({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": value}) == [
+        f"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE={value!r} is invalid: expected cumulative, delta, "
+        "lowmemory; the SDK uses cumulative"
+    ]
+    assert check_standard_variables({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Delta"}) == []

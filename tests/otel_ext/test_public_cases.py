@@ -344,3 +344,18 @@ def test_b03_forked_child_does_not_re_export_the_parents_app_counts(otlp_sink: O
     assert _calls_by_pid(otlp_sink)[outcome["child_pid"]] == {("child.job", "STATUS_CODE_UNSET"): 1}
     assert jobs[outcome["parent_pid"]] == 3
     assert jobs == {outcome["parent_pid"]: 3, outcome["child_pid"]: 1}, jobs
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_b03_spawned_pool_workers_without_spans_take_no_ports(method: str) -> None:
+    """Workers of a spawn/forkserver pool set otel-ext up afresh; one that records no span must not bind the
+    monitor or Prometheus port (each would log that the port is taken, and the parent keeps serving)."""
+    run = run_scenario(
+        "pool_without_spans", method,
+        OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="prometheus",
+        OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1", OTEL_EXPORTER_PROMETHEUS_PORT=str(free_port()),
+        OTEL_EXT_MONITOR_PORT=str(free_port()),
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"outcome": [0, 1, 2, 3, 4, 5], "monitor": ["parent.op"]}
+    assert "in use" not in run.stderr and "cannot serve" not in run.stderr, run.stderr

@@ -274,3 +274,23 @@ def test_snapshot_defaults_to_wall_clock(tracer: Tracer) -> None:
     assert store.snapshot(60) == []
     _record(store, tracer, "op", time.time_ns(), ValueError("now"))
     assert _counts(store.snapshot(60)) == [("checkout", "op", "ValueError", 1)]
+
+
+@pytest.mark.parametrize(("fold_ids", "groups"), [(True, 1), (False, 600)])
+def test_errors_group_under_the_operation_name_with_ids_folded(tracer: Tracer, fold_ids: bool, groups: int) -> None:
+    """Guards 600 user ids filling the group cap and hiding a real failure of another operation in overflow."""
+    store = ErrorStatsStore(windows_s=(60,), max_groups=1000, fold_ids=fold_ids)
+    for number in range(600):
+        _record(store, tracer, f"GET /users/{1000 + number}", T0_NS, PaymentDeclined("declined"))
+    _record(store, tracer, "POST /pay", T0_NS, ConnectionError("down"))
+    found = store.snapshot(60, now_ns=T0_NS)
+    assert len(found) == groups + 1
+    assert {(group.operation, group.count) for group in found if group.operation != "POST /pay"} == (
+        {("GET /users/{id}", 600)} if fold_ids else {(f"GET /users/{1000 + number}", 1) for number in range(600)}
+    )
+    (pay,) = [group for group in found if group.operation == "POST /pay"]
+    assert (pay.exception_type, pay.count) == ("ConnectionError", 1)
+    # A raw name copied from a trace finds its operation.
+    assert [group.count for group in store.snapshot(60, operation="GET /users/1042", now_ns=T0_NS)] == (
+        [600] if fold_ids else [1]
+    )

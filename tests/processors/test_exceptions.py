@@ -352,6 +352,18 @@ def test_fingerprints_separate_lines_and_operations_through_tracker(tracer: Trac
     assert states == [LinkState.PENDING, LinkState.PENDING, LinkState.PENDING, LinkState.SUPPRESSED]
 
 
+def test_fingerprints_use_the_operation_name_with_ids_folded(tracer: Tracer, hooked: MakeHarness) -> None:
+    """Guards an error storm spread over user ids (GET /users/1, /2, …) escaping the per-fingerprint rate limit."""
+    hooked(limit=2)
+    errors = [_caught(0) for _ in range(6)]
+    for number, error in enumerate(errors):
+        span = tracer.start_span(f"GET /users/{1000 + number}")
+        span.record_exception(error)
+        span.end()
+    states = [_stamp(error).state for error in errors]
+    assert states == [LinkState.PENDING] * 2 + [LinkState.SUPPRESSED] * 4
+
+
 # --- handled client errors --------------------------------------------------------------------------------------
 
 

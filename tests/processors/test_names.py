@@ -27,6 +27,9 @@ FOLDED = [
     ("GET /events/01ARZ3NDEKTSV4RRFFQ69G5FAV", "GET /events/{id}"),  # ULID
     (f"GET /verify/{_JWT}", "GET /verify/{id}"),  # JWT
     ("GET /orders/ORD-1234", "GET /orders/{id}"),  # business key: prefix, dash, digits
+    ("GET /invoices/INV20240001", "GET /invoices/{id}"),  # business key: capitals, digits
+    ("GET /peers/2001:db8::1", "GET /peers/{id}"),  # IPv6
+    ("GET /peers/fe80::1ff:fe23:4567:890a", "GET /peers/{id}"),  # IPv6
     ("GET /v1/accounts/ACCT_0001234", "GET /v1/accounts/{id}"),  # business key: prefix, underscore, digits
     ("GET /invoices/INV20240001", "GET /invoices/{id}"),  # business key without separator
     ("GET /reports/2024-01-15", "GET /reports/{id}"),  # date
@@ -67,6 +70,9 @@ UNCHANGED = [
     "GET /static/main.{id}.js",
     "GET /cafe",  # hex letters but no digit: a word
     "GET /products/summer-sale",  # slug
+    "GET /collections/summer2024",  # a word ending in a year
+    "GET /drivers/windows2000",
+    "GET /users/:id",  # an Express-style route template
     "GET /healthcheck_v1_internal",  # slug with a version in it
     "GET /docs/getting-started-v2",
     "GET /docs/Getting-Started-V2",  # title-case slug: no piece mixes cases and digits
@@ -149,3 +155,14 @@ def test_folding_can_be_turned_off() -> None:
         emit(tracer, f"GET /reports/{year}", T0_NS, NS_PER_MS)
     provider.shutdown()
     assert sorted(stats.name for stats in store.snapshot(60)) == ["GET /reports/2023", "GET /reports/2024"]
+
+
+def test_a_raw_name_copied_from_a_trace_finds_its_operation_in_the_monitor() -> None:
+    """Guards ?operation=GET /users/42 (the span name Jaeger shows) answering nothing once names are folded."""
+    store = OperationStatsStore(clock=lambda: T0_NS)
+    provider = provider_with(OperationStatsProcessor(store))
+    emit(provider.get_tracer("tests.names"), "GET /users/42", T0_NS, NS_PER_MS)
+    provider.shutdown()
+    assert [stats.name for stats in store.snapshot(60, operation="GET /users/42")] == ["GET /users/{id}"]
+    assert [stats.name for stats in store.snapshot(60, operation="GET /users/{id}")] == ["GET /users/{id}"]
+    assert store.snapshot(60, operation="GET /users/43/orders") == []

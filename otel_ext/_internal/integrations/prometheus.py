@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 
 from otel_ext._internal.config import prometheus_address
@@ -51,25 +52,46 @@ class PrometheusOperationMetricsReader(OperationMetricsMixin, PrometheusMetricRe
         return True
 
 
-def start_prometheus_reader(store: OperationStatsStore, environ: Mapping[str, str]) -> PrometheusOperationMetricsReader:
+def start_prometheus_reader(
+    store: OperationStatsStore, environ: Mapping[str, str], on_first_span: bool = False
+) -> PrometheusOperationMetricsReader:
     """Serve ``/metrics`` on the standard host and port; raises OSError naming them when that fails.
 
+    ``on_first_span`` defers binding until this process records a span (a
+    pool worker that may never do any), and then logs a failure instead.
     A bad port is reported with the other standard variables' problems.
     """
     host, port, _ = prometheus_address(environ)
-    try:
-        start_http_server(port, addr=host)
-    except OSError as error:
-        raise OSError(
-            f"cannot serve {host}:{port} ({error.strerror or error}); set OTEL_EXPORTER_PROMETHEUS_HOST / "
-            "OTEL_EXPORTER_PROMETHEUS_PORT"
-        ) from error
+    if on_first_span:
+        store.call_on_next_record(
+            lambda: threading.Thread(target=_serve_logging_failure, args=(host, port), daemon=True).start()
+        )
+    else:
+        _serve(host, port)
     if hasattr(os, "register_at_fork"):
         parent = os.getpid()
         os.register_at_fork(
             after_in_child=lambda: store.call_on_next_record(lambda: _warn_forked_child(host, port, parent))
         )
     return PrometheusOperationMetricsReader(OperationMetrics(store, HistogramAggregation.EXPLICIT))
+
+
+def _serve(host: str, port: int) -> None:
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise OSError(
+            f"cannot serve {shown} ({error.strerror or error}); set OTEL_EXPORTER_PROMETHEUS_HOST / "
+            "OTEL_EXPORTER_PROMETHEUS_PORT"
+        ) from error
+
+
+def _serve_logging_failure(host: str, port: int) -> None:
+    try:
+        _serve(host, port)
+    except OSError as error:
+        _logger.warning("otel-ext: the Prometheus exporter of this process (pid %d) is off: %s", os.getpid(), error)
 
 
 def _warn_forked_child(host: str, port: int, parent: int) -> None:

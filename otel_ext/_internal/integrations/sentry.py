@@ -36,7 +36,14 @@ from opentelemetry.trace import SpanContext, StatusCode, format_span_id, format_
 from otel_ext._internal.config import Settings
 from otel_ext._internal.errors import EVENT_ID_ATTRIBUTE, SENTRY_DSN
 from processors._internal.errors import report_once
-from processors._internal.exceptions import ExceptionStamp, LinkState, RecordedException, set_stamp, stamp_of
+from processors._internal.exceptions import (
+    ExceptionStamp,
+    LinkState,
+    RecordedException,
+    set_stamp,
+    stamp_of,
+)
+from processors._internal.names import operation_name
 
 try:
     import sentry_sdk
@@ -128,16 +135,20 @@ def _link_context(context: SpanContext, settings: Settings) -> dict[str, Any]:
 
 def _otel_context(span: ReadableSpan, settings: Settings) -> dict[str, Any]:
     """``contexts.otel`` of an event: the operation, its first error description, the trace link."""
-    found: dict[str, Any] = {"operation": span.name, **_link_context(span.context, settings)}
+    operation = operation_name(span.name, settings.fold_name_ids)
+    found: dict[str, Any] = {"operation": operation, **_link_context(span.context, settings)}
+    if operation != span.name:
+        found["span_name"] = span.name
     if span.status.description:
         found["status_description"] = span.status.description[:_MAX_DESCRIPTION_LENGTH]
     return found
 
 
-def _tags(span: ReadableSpan) -> dict[str, str]:
+def _tags(span: ReadableSpan, settings: Settings) -> dict[str, str]:
+    """Searchable tags; ``otel.operation`` is the operation as the monitor groups it (ids folded)."""
     scope = span.instrumentation_scope
     tags = {
-        "otel.operation": span.name,
+        "otel.operation": operation_name(span.name, settings.fold_name_ids),
         "otel.service": str(span.resource.attributes.get("service.name", "")),
         "otel.span_kind": span.kind.name.lower(),
         "otel.component": scope.name if scope is not None else "",
@@ -175,7 +186,7 @@ def build_event(
     event["event_id"] = item.stamp.event_id
     if span.end_time is not None:
         event["timestamp"] = datetime.fromtimestamp(span.end_time / 1e9, tz=timezone.utc)
-    event["tags"] = _tags(span)
+    event["tags"] = _tags(span, settings)
     otel = _otel_context(span, settings)
     otel["operations_crossed"] = [crossed.span.name for crossed in items]
     otel["status_code"] = span.status.status_code.name
@@ -317,7 +328,7 @@ class SentryLink:
         contexts["trace"] = _trace_context(context, getattr(span, "parent", None))
         if isinstance(span, ReadableSpan):
             contexts.setdefault("otel", {}).update(_otel_context(span, self.settings))
-            event.setdefault("tags", {}).update(_tags(span))
+            event.setdefault("tags", {}).update(_tags(span, self.settings))
         else:
             contexts.setdefault("otel", {}).update(_link_context(context, self.settings))
         if not (event.get("user") or {}).get("id"):

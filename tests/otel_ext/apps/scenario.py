@@ -241,6 +241,21 @@ def _pool_work(index: int) -> None:
     trace.get_tracer_provider().force_flush(5000)  # type: ignore[attr-defined]
 
 
+def _idle(index: int) -> int:
+    return index
+
+
+def pool_without_spans(method: str) -> None:
+    """A traced parent runs a spawn/forkserver pool whose workers record no span: they must not take ports."""
+    import multiprocessing
+
+    with tracer.start_as_current_span("parent.op"):
+        pass
+    with multiprocessing.get_context(method).Pool(3) as pool:
+        outcome = pool.map(_idle, range(6))
+    result({"outcome": outcome, "monitor": [row["name"] for row in monitor()]})
+
+
 def errors_report(query: str = "window=1h") -> dict[str, object]:
     port = os.environ["OTEL_EXT_MONITOR_PORT"].split("-")[0]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/monitoring/errors?{query}", timeout=5) as response:

@@ -422,6 +422,20 @@ def test_build_event_from_span() -> None:
     assert event["timestamp"].timestamp() == pytest.approx(span.end_time / 1e9)  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("fold", [True, False])
+def test_event_operation_tag_is_the_folded_operation_and_the_raw_name_stays_in_context(fold: bool) -> None:
+    """Guards one Sentry tag value per user id (GET /users/1042, …) where the monitor shows GET /users/{id}."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    span = provider.get_tracer("shop").start_span("GET /users/1042", kind=SpanKind.SERVER)
+    span.end()
+    assert isinstance(span, ReadableSpan)
+    stamp = ExceptionStamp("1" * 32, LinkState.PENDING)
+    event, _ = build_event([RecordedException(span, _caught_error(), stamp)], Settings(fold_name_ids=fold), None)
+    operation = "GET /users/{id}" if fold else "GET /users/1042"
+    assert event["tags"]["otel.operation"] == event["contexts"]["otel"]["operation"] == operation
+    assert event["contexts"]["otel"].get("span_name") == ("GET /users/1042" if fold else None)
+
+
 def test_pseudonymous_id_is_keyed() -> None:
     assert pseudonymous_user_id("u-17", SECRET) != pseudonymous_user_id("u-17", SECRET + "x")
     assert pseudonymous_user_id("u-17", SECRET) != hashlib.sha256(b"u-17").hexdigest()[:32]
