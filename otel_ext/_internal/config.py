@@ -480,18 +480,19 @@ def installed(group: str) -> dict[str, EntryPoint]:
     return {entry_point.name: entry_point for entry_point in entry_points(group=group)}
 
 
+def _is_positive_number(text: str) -> bool:
+    try:
+        return 0 < float(text) < math.inf
+    except ValueError:
+        return False
+
+
 def timeout_problems(environ: Mapping[str, str]) -> list[str]:
     """Non-numeric OTLP timeouts: the SDK reads them as seconds and its gRPC exporter crashes on text."""
     problems = []
     for name in (OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT):
         raw = environ.get(name)
-        if raw is None:
-            continue
-        try:
-            valid = 0 < float(raw) < math.inf
-        except ValueError:
-            valid = False
-        if not valid:
+        if raw is not None and not _is_positive_number(raw):
             problems.append(f"{name}={raw!r} is invalid: expected a number of seconds > 0, e.g. 10; using 10")
     return problems
 
@@ -508,13 +509,7 @@ def metric_reader_problems(environ: Mapping[str, str]) -> dict[str, tuple[int, s
     found = {}
     for name, default in _METRIC_READER_DEFAULTS_MS.items():
         raw = environ.get(name, "").strip()
-        if not raw:
-            continue
-        try:
-            valid = 0 < float(raw) < math.inf
-        except ValueError:
-            valid = False
-        if not valid:
+        if raw and not _is_positive_number(raw):
             found[name] = (default, f"{name}={raw!r} is invalid: expected a number of ms > 0, e.g. {default}; using {default}")
     return found
 

@@ -187,21 +187,19 @@ def _exponential_point(
 ) -> ExponentialHistogramDataPoint:
     histogram = totals.histogram
     buckets: tuple[int, Sequence[int]] = histogram.buckets()
-    count, zero_count, total = histogram.count, histogram.zero_count, histogram.sum
-    minimum: float | None = histogram.min / _NS_PER_S
-    maximum: float | None = histogram.max / _NS_PER_S
+    zero_count = histogram.zero_count
     if interval.previous is not None:
         before = interval.previous.histogram
         buckets = subtract_buckets(buckets, before.buckets())
-        count, zero_count, total = count - before.count, zero_count - before.zero_count, total - before.sum
-        minimum = maximum = None  # unknown for one interval; OTLP leaves them unset
+        zero_count -= before.zero_count
     scale, offset, counts = downscale(buckets[0], buckets[1], histogram.scale, max_size)
+    count, total, minimum, maximum = _histogram_summary(totals, interval)
     return ExponentialHistogramDataPoint(
         attributes=_operation_attributes(totals),
         start_time_unix_nano=interval.start,
         time_unix_nano=interval.now,
         count=count,
-        sum=total / _NS_PER_S,
+        sum=total,
         scale=scale,
         zero_count=zero_count,
         positive=Buckets(offset, counts),
@@ -213,27 +211,31 @@ def _exponential_point(
 
 
 def _explicit_point(totals: OperationTotals, interval: _Interval, bounds: Sequence[float]) -> HistogramDataPoint:
-    histogram = totals.histogram
     counts = list(totals.explicit_counts or ())
-    count, total = histogram.count, histogram.sum
-    minimum: float | None = histogram.min / _NS_PER_S
-    maximum: float | None = histogram.max / _NS_PER_S
     if interval.previous is not None:
-        before = interval.previous
-        counts = [now - then for now, then in zip(counts, before.explicit_counts or (), strict=True)]
-        count, total = count - before.histogram.count, total - before.histogram.sum
-        minimum = maximum = None
+        counts = [now - then for now, then in zip(counts, interval.previous.explicit_counts or (), strict=True)]
+    count, total, minimum, maximum = _histogram_summary(totals, interval)
     return HistogramDataPoint(
         attributes=_operation_attributes(totals),
         start_time_unix_nano=interval.start,
         time_unix_nano=interval.now,
         count=count,
-        sum=total / _NS_PER_S,
+        sum=total,
         bucket_counts=counts,
         explicit_bounds=list(bounds),
         min=minimum,  # type: ignore[arg-type]
         max=maximum,  # type: ignore[arg-type]
     )
+
+
+def _histogram_summary(totals: OperationTotals, interval: _Interval) -> tuple[int, float, float | None, float | None]:
+    """(count, sum in seconds, min, max) of a duration point; min and max are unknown for a later delta interval
+    (OTLP leaves them unset)."""
+    histogram = totals.histogram
+    if interval.previous is None:
+        return histogram.count, histogram.sum / _NS_PER_S, histogram.min / _NS_PER_S, histogram.max / _NS_PER_S
+    before = interval.previous.histogram
+    return histogram.count - before.count, (histogram.sum - before.sum) / _NS_PER_S, None, None
 
 
 def _counter_points(

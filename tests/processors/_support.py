@@ -89,3 +89,42 @@ def emit(
         configure(span)
     span.end(end_time=end_ns)
     return span
+
+
+class Clock:
+    """Injected clock: the store's idea of 'now'."""
+
+    def __init__(self, now_ns: int = T0_NS) -> None:
+        self.now_ns = now_ns
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+BOUNDARY_SLACK = Fraction(1, 10**12)  # a value this close (relative) to a bound may sit in either neighbour
+NS_PER_S = 10**9
+
+
+def floor_log2(value: Fraction) -> int:
+    """The largest k with 2**k <= value (value > 0), exactly."""
+    k = value.numerator.bit_length() - value.denominator.bit_length()
+    return k - 1 if Fraction(2) ** k > value else k
+
+
+def exact_index(value: Fraction, scale: int) -> int:
+    """The i with base**i < value <= base**(i+1), base = 2**(2**-scale), in exact arithmetic.
+
+    For scale >= 0, base**i < value  <=>  2**i < value**(2**scale) (both sides positive), so the index
+    is read off the binary exponent of the exact rational value**(2**scale). A negative scale merges
+    2**-scale whole powers of two, i.e. the scale-0 index shifted right.
+    """
+    if scale < 0:
+        return exact_index(value, 0) >> -scale
+    powered = value ** (2**scale)
+    k = floor_log2(powered)
+    return k - 1 if powered == Fraction(2) ** k else k
+
+
+def allowed_indices(value: Fraction, scale: int) -> set[int]:
+    """The exact index, plus the neighbour when ``value`` is within 1e-12 (relative) of a bound."""
+    return {exact_index(value * factor, scale) for factor in (1 - BOUNDARY_SLACK, 1, 1 + BOUNDARY_SLACK)}

@@ -10,7 +10,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from processors import IsolatingSpanProcessor, OperationStatsProcessor, OperationStatsStore
+from processors import (
+    IsolatingSpanProcessor,
+    OperationStatsProcessor,
+    OperationStatsStore,
+)
 from tests.processors._support import T0_NS, CollectingProcessor
 
 ISOLATION_LOGGER = "processors._internal.isolation"

@@ -54,6 +54,8 @@ from processors._internal.sketch import DEFAULT_SCALE, relative_accuracy
 from tests.processors._support import (
     NS_PER_MS,
     T0_NS,
+    Clock,
+    allowed_indices,
     emit,
     exact_quantile,
     provider_with,
@@ -63,32 +65,12 @@ from tests.processors._support import (
 SECOND = 1_000_000_000
 CUMULATIVE = AggregationTemporality.CUMULATIVE
 DELTA = AggregationTemporality.DELTA
-BOUNDARY_SLACK = Fraction(1, 10**12)  # a value this close (relative) to a bound may sit in either neighbour
 SLACK = 1e-9  # float rounding in the estimate itself
 METRICS_LOGGER = "processors._internal.metrics"
 OPERATION = {"service.name": "checkout", "span.name": "GET /books", "span.kind": "SPAN_KIND_SERVER"}
 
 
 # --- independent arithmetic ---------------------------------------------------------------------------
-
-
-def _floor_log2(value: Fraction) -> int:
-    k = value.numerator.bit_length() - value.denominator.bit_length()
-    return k - 1 if Fraction(2) ** k > value else k
-
-
-def exact_index(value: Fraction, scale: int) -> int:
-    """The i with base**i < value <= base**(i+1), base = 2**(2**-scale), exactly (value > 0)."""
-    if scale < 0:
-        return exact_index(value, 0) >> -scale
-    powered = value ** (2**scale)
-    k = _floor_log2(powered)
-    return k - 1 if powered == Fraction(2) ** k else k
-
-
-def allowed_indices(value: Fraction, scale: int) -> set[int]:
-    """The exact index, plus the neighbour when ``value`` is within 1e-12 (relative) of a bound."""
-    return {exact_index(value * factor, scale) for factor in (1 - BOUNDARY_SLACK, 1, 1 + BOUNDARY_SLACK)}
 
 
 def seconds(duration_ns: int) -> Fraction:
@@ -166,16 +148,6 @@ def log_uniform(low_ns: float, high_ns: float) -> Callable[[random.Random], int]
 
 
 # --- fixtures and helpers -----------------------------------------------------------------------------
-
-
-class Clock:
-    """Injected clock: the store's idea of 'now'."""
-
-    def __init__(self, now_ns: int = T0_NS) -> None:
-        self.now_ns = now_ns
-
-    def __call__(self) -> int:
-        return self.now_ns
 
 
 @pytest.fixture

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanProcessor,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import set_span_in_context
 
-from processors import OperationStatsProcessor, OperationStatsStore, RecordUnsampledSampler
-from tests.processors._support import T0_NS, CollectingProcessor, SeededIdGenerator, provider_with
+from processors import (
+    OperationStatsProcessor,
+    OperationStatsStore,
+    RecordUnsampledSampler,
+)
+from tests.processors._support import (
+    T0_NS,
+    CollectingProcessor,
+    SeededIdGenerator,
+    provider_with,
+)
 
 ROOTS = 4000
 RATE = 0.25

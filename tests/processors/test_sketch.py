@@ -12,7 +12,13 @@ import pytest
 
 from processors import LogHistogram
 from processors._internal.sketch import DEFAULT_SCALE, relative_accuracy
-from tests.processors._support import exact_quantile, relative_error
+from tests.processors._support import (
+    NS_PER_S,
+    allowed_indices,
+    exact_index,
+    exact_quantile,
+    relative_error,
+)
 
 QUANTILES = (0.0, 0.5, 0.95, 0.99, 0.999, 1.0)
 PROMISED_ERROR = relative_accuracy(DEFAULT_SCALE)  # 0.54 %, stated in README
@@ -189,35 +195,6 @@ def test_folding_keeps_high_percentiles_independent_of_insertion_order() -> None
 
 
 # --- Bucket index semantics, checked against exact rational arithmetic ---------------------------------
-
-BOUNDARY_SLACK = Fraction(1, 10**12)  # a value this close (relative) to a bound may sit in either neighbour
-NS_PER_S = 10**9
-
-
-def _floor_log2(value: Fraction) -> int:
-    """The largest k with 2**k <= value (value > 0), exactly."""
-    k = value.numerator.bit_length() - value.denominator.bit_length()
-    return k - 1 if Fraction(2) ** k > value else k
-
-
-def exact_index(value: Fraction, scale: int) -> int:
-    """The i with base**i < value <= base**(i+1), base = 2**(2**-scale), in exact arithmetic.
-
-    For scale >= 0, base**i < value  <=>  2**i < value**(2**scale) (both sides positive), so the index
-    is read off the binary exponent of the exact rational value**(2**scale). A negative scale merges
-    2**-scale whole powers of two, i.e. the scale-0 index shifted right.
-    """
-    if scale < 0:
-        return exact_index(value, 0) >> -scale
-    powered = value ** (2**scale)
-    k = _floor_log2(powered)
-    return k - 1 if powered == Fraction(2) ** k else k
-
-
-def allowed_indices(value: Fraction, scale: int) -> set[int]:
-    """The exact index, plus the neighbour when ``value`` is within 1e-12 (relative) of a bound."""
-    return {exact_index(value * factor, scale) for factor in (1 - BOUNDARY_SLACK, 1, 1 + BOUNDARY_SLACK)}
-
 
 def _values_for_index_checks(scale: int) -> list[float]:
     """Log-uniform random values plus values at, and a few ulps around, bucket bounds and powers of two."""

@@ -30,6 +30,7 @@ from processors._internal.sketch import DEFAULT_SCALE, relative_accuracy
 from tests.processors._support import (
     NS_PER_MS,
     T0_NS,
+    Clock,
     emit,
     exact_quantile,
     provider_with,
@@ -40,16 +41,6 @@ from tests.support.forking import run_in_child
 PROMISED_ERROR = relative_accuracy(DEFAULT_SCALE)  # the bound README states
 SECOND = 1_000_000_000
 STATS_LOGGER = "processors._internal.stats"
-
-
-class Clock:
-    """Injected clock: the store's idea of 'now'."""
-
-    def __init__(self, now_ns: int = T0_NS) -> None:
-        self.now_ns = now_ns
-
-    def __call__(self) -> int:
-        return self.now_ns
 
 
 @pytest.fixture
