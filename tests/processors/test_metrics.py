@@ -150,23 +150,6 @@ def log_uniform(low_ns: float, high_ns: float) -> Callable[[random.Random], int]
 # --- fixtures and helpers -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> OperationStatsStore:
-    return OperationStatsStore(clock=clock)
-
-
-@pytest.fixture
-def tracer(store: OperationStatsStore) -> Iterator[Tracer]:
-    provider = provider_with(OperationStatsProcessor(store))
-    yield provider.get_tracer("tests.metrics")
-    provider.shutdown()
-
-
 def _status(code: StatusCode) -> Callable[[Span], None]:
     def configure(span: Span) -> None:
         if code is not StatusCode.UNSET:

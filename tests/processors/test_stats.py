@@ -10,7 +10,7 @@ import random
 import sys
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,23 +41,6 @@ from tests.support.forking import run_in_child
 PROMISED_ERROR = relative_accuracy(DEFAULT_SCALE)  # the bound README states
 SECOND = 1_000_000_000
 STATS_LOGGER = "processors._internal.stats"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> OperationStatsStore:
-    return OperationStatsStore(clock=clock)
-
-
-@pytest.fixture
-def tracer(store: OperationStatsStore) -> Iterator[Tracer]:
-    provider = provider_with(OperationStatsProcessor(store))
-    yield provider.get_tracer("tests.stats")
-    provider.shutdown()
 
 
 def _only(stats: list[OperationStats]) -> OperationStats:
