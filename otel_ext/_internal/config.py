@@ -79,6 +79,7 @@ from processors import (
 
 __all__ = [
     "EXPORTER_GROUPS",
+    "FILE_EXPORTER",
     "RATIO_SAMPLERS",
     "Settings",
     "check_standard_variables",
@@ -108,6 +109,7 @@ _MIN_SECRET_LENGTH = 16
 _MAX_QUEUE_SIZE = 100_000  # each waiting exception keeps its traceback's frames alive
 _PROMETHEUS_HOST, _PROMETHEUS_PORT = "localhost", 9464  # the specification's defaults
 _TEMPORALITIES = ("cumulative", "delta", "lowmemory")
+FILE_EXPORTER = "otlp_json_file"  # writes OTLP JSON lines to OTEL_EXT_SPANS_FILE / OTEL_EXT_METRICS_FILE
 _HOST_NAME = r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 _MAX_EXPONENTIAL_SIZE = 4096
 _MAX_EXPLICIT_BOUNDS = 200  # each bound is a series per operation in Prometheus  # the statistics histogram's own bucket budget
@@ -547,6 +549,14 @@ def check_standard_variables(environ: Mapping[str, str]) -> list[str]:
             f"{' or '.join(_STANDARD_AGGREGATIONS)}; the SDK uses explicit buckets for the app's histograms, "
             f"otel-ext uses {OTEL_EXT_METRICS_HISTOGRAM} (default exponential) for its own"
         )
+    for file_variable, exporter_variable in ((OTEL_EXT_SPANS_FILE, OTEL_TRACES_EXPORTER),
+                                             (OTEL_EXT_METRICS_FILE, OTEL_METRICS_EXPORTER)):
+        chosen = {part.strip().lower() for part in environ.get(exporter_variable, "").split(",")}
+        if environ.get(file_variable, "").strip() and FILE_EXPORTER not in chosen:
+            problems.append(
+                f"{file_variable} is set but {exporter_variable} does not name {FILE_EXPORTER}; "
+                "nothing is written to that file"
+            )
     exporters = {part.strip().lower() for part in environ.get(OTEL_METRICS_EXPORTER, "").split(",")}
     prometheus_problem = prometheus_address(environ)[2]
     if prometheus_problem and "prometheus" in exporters:

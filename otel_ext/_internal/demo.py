@@ -32,7 +32,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 )
 
-from otel_ext._internal.config import read_settings, window_label
+from otel_ext._internal.config import FILE_EXPORTER, read_settings, window_label
 from otel_ext._internal.monitor import PERFORMANCE_PATH
 from processors import DURATION_METRIC, nearest_rank
 
@@ -184,9 +184,9 @@ def _app_environment(
     environment.setdefault("OTEL_SERVICE_NAME", "flask-shop")
     if not (environment.get(OTEL_EXPORTER_OTLP_ENDPOINT) or environment.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)):
         environment.update(
-            OTEL_TRACES_EXPORTER="otlp_json_file",
+            OTEL_TRACES_EXPORTER=FILE_EXPORTER,
             OTEL_EXT_SPANS_FILE=str(spans_file),
-            OTEL_METRICS_EXPORTER="otlp_json_file",
+            OTEL_METRICS_EXPORTER=FILE_EXPORTER,
             OTEL_EXT_METRICS_FILE=str(metrics_file),
             **_DEMO_METRICS,
             OTEL_LOGS_EXPORTER="none",
@@ -271,7 +271,7 @@ def run_demo(requests_total: int = 300, output: str = "otel-ext-demo") -> int:
     threshold = environment.get("OTEL_EXT_SLOW_THRESHOLD_MS", "1000")
     print(f"\n'slow' counts spans lasting >= their threshold (default {threshold} ms); 'success' is the share of "
           "spans whose status is not ERROR (a 404 is a success, a 500 is not).")
-    if environment.get("OTEL_TRACES_EXPORTER") == "otlp_json_file":
+    if environment.get("OTEL_TRACES_EXPORTER") == FILE_EXPORTER:
         spans, slow = _count_spans(spans_file)
         print(f"Traces: {spans} spans written as OTLP JSON lines to {spans_file} ({slow} tagged otel_ext.slow=true).")
         _print_exported_metrics(metrics_file, report["operations"])

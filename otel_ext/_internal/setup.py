@@ -55,6 +55,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_ext._internal.config import (
     EXPORTER_GROUPS,
+    FILE_EXPORTER,
     RATIO_SAMPLERS,
     Settings,
     check_standard_variables,
@@ -99,7 +100,6 @@ _PROTOCOL_VARIABLES: dict[Signal, str] = {
     "metrics": OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     "logs": OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
 }
-_FILE_EXPORTER = "otlp_json_file"
 _PROMETHEUS = "prometheus"
 _DEFAULT_OTLP_TIMEOUT_S = 10.0
 
@@ -342,7 +342,7 @@ def _exporter_args(name: str, bad_timeout: bool, file: str | None) -> dict[str, 
     raise in its constructor; the problem is reported and the SDK's default
     timeout passed instead, so spans still leave.
     """
-    if name == _FILE_EXPORTER:
+    if name == FILE_EXPORTER:
         return {"path": file} if file else {}
     if bad_timeout and name.startswith("otlp"):
         return {"timeout": _DEFAULT_OTLP_TIMEOUT_S}

@@ -484,3 +484,15 @@ def test_bad_temporality_preference_is_reported(value: str) -> None:
         "lowmemory; the SDK uses cumulative"
     ]
     assert check_standard_variables({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Delta"}) == []
+
+
+@pytest.mark.parametrize(
+    ("file_variable", "exporter_variable"),
+    [("OTEL_EXT_SPANS_FILE", "OTEL_TRACES_EXPORTER"), ("OTEL_EXT_METRICS_FILE", "OTEL_METRICS_EXPORTER")],
+)
+def test_a_file_without_the_file_exporter_is_reported(file_variable: str, exporter_variable: str) -> None:
+    """Guards a user waiting for a file that no exporter writes."""
+    assert check_standard_variables({file_variable: "out.jsonl"}) == [
+        f"{file_variable} is set but {exporter_variable} does not name otlp_json_file; nothing is written to that file"
+    ]
+    assert check_standard_variables({file_variable: "out.jsonl", exporter_variable: "otlp,otlp_json_file"}) == []
