@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from processors._internal.errors import report_once
-from processors._internal.names import replace_ids
+from processors._internal.names import operation_name, replace_ids
 from processors._internal.sketch import LogHistogram
 from processors._internal.thresholds import ThresholdRules
 
@@ -204,10 +204,10 @@ class OperationStatsStore:
     ``explicit_bounds_s`` also counts every duration into explicit buckets
     (one bisection per span), for exporters that cannot take exponential ones.
 
-    Cardinality: with ``fold_ids`` (by default as ``rules.fold_ids``, true), span names with id-like path
-    segments (``GET /users/8a7f…``) count under one operation
-    (``GET /users/{id}``); the raw names seen are remembered, up to a bound,
-    so that such spans cost no more than others.
+    Cardinality: with ``rules.fold_ids`` (the default), span names with
+    id-like path segments (``GET /users/8a7f…``) count under one operation
+    (``GET /users/{id}``), the name the thresholds match too; the raw names
+    seen are remembered, up to a bound, so that such spans cost no more than others.
     """
 
     def __init__(
@@ -218,7 +218,6 @@ class OperationStatsStore:
         slowest_kept: int = DEFAULT_SLOWEST_KEPT,
         clock: Callable[[], int] = time.time_ns,
         explicit_bounds_s: Sequence[float] | None = None,
-        fold_ids: bool | None = None,
     ) -> None:
         if not windows_s or any(window < SLOTS_PER_WINDOW for window in windows_s):
             raise ValueError(f"windows must be at least {SLOTS_PER_WINDOW} s each, got {list(windows_s)}")
@@ -227,7 +226,6 @@ class OperationStatsStore:
         self.max_operations = max_operations
         self.slowest_kept = slowest_kept
         self._clock = clock
-        self.fold_ids = self.rules.fold_ids if fold_ids is None else fold_ids
         self.explicit_bounds_s = None if explicit_bounds_s is None else tuple(explicit_bounds_s)
         if self.explicit_bounds_s is not None and list(self.explicit_bounds_s) != sorted(set(self.explicit_bounds_s)):
             raise ValueError(f"explicit bounds must be strictly increasing, got {list(self.explicit_bounds_s)}")
@@ -499,7 +497,7 @@ class OperationStatsStore:
         operation = self._aliases.get(key)
         if operation is not None:
             return operation
-        folded = replace_ids(name) if self.fold_ids else name
+        folded = operation_name(name, self.rules.fold_ids)
         if folded == name:
             return self._new_operation(name, kind)
         operation = self._operations.get((self._last_service, folded, id(kind))) or self._new_operation(folded, kind)

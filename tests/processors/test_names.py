@@ -8,7 +8,7 @@ import uuid
 import pytest
 from opentelemetry.trace import SpanKind
 
-from processors import OperationStatsProcessor, OperationStatsStore
+from processors import OperationStatsProcessor, OperationStatsStore, ThresholdRules
 from processors._internal.names import replace_ids
 from tests.processors._support import NS_PER_MS, T0_NS, emit, provider_with
 
@@ -148,7 +148,7 @@ def test_store_counts_uuid_paths_under_one_operation_and_keeps_aliases_bounded()
 
 def test_folding_can_be_turned_off() -> None:
     """Guards OTEL_EXT_FOLD_NAME_IDS=false being ignored for apps whose numeric segments are real names."""
-    store = OperationStatsStore(fold_ids=False, clock=lambda: T0_NS)
+    store = OperationStatsStore(ThresholdRules(fold_ids=False), clock=lambda: T0_NS)
     provider = provider_with(OperationStatsProcessor(store))
     tracer = provider.get_tracer("tests.names")
     for year in (2023, 2024):
